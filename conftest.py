@@ -1,0 +1,143 @@
+"""Fixtures shared by every app's tests.
+
+Integration tests (marked `integration`) run against the real services:
+PostgreSQL, Redis, clamd, and a Celery worker started here in a
+subprocess with real Docling. They use transactional test cases, because
+the worker reads the rows from its own database connection.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from accounts.keys import IssuedKey, create_api_key
+
+REPO_ROOT = Path(__file__).resolve().parent
+CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+WORKER_START_TIMEOUT_SECONDS = 180
+JOB_TIMEOUT_SECONDS = 300
+
+
+def corpus_file(name: str) -> Path:
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"Corpus file {name} is not present at {CORPUS}")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Give the test session an empty DATA_ROOT of its own."""
+    root = tmp_path_factory.mktemp("data_root")
+    settings.DATA_ROOT = root
+    return root
+
+
+@pytest.fixture
+def issue_key(db: None) -> Callable[..., IssuedKey]:
+    def issue(tenant: str = "acme", scopes: list[str] | None = None) -> IssuedKey:
+        return create_api_key(tenant, name="test", scopes=scopes)
+
+    return issue
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def client_for(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {token}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    return settings.CELERY_BROKER_URL
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: Any,
+    django_db_blocker: Any,
+    data_root: Path,
+    broker_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[subprocess.Popen]:
+    """Start a real Celery worker on the test database and broker."""
+    redis.Redis.from_url(broker_url).flushdb()
+    database = settings.DATABASES["default"]
+    database_url = (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "docling_service.settings.test",
+        "DATABASE_URL": database_url,
+        "DATA_ROOT": str(data_root),
+        "CELERY_BROKER_URL": broker_url,
+        "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
+        "CLAMD_DATABASE_DIR": settings.CLAMD_DATABASE_DIR,
+    }
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "docling_service", "worker",
+                "--loglevel", "INFO", "--concurrency", "1",
+                "--without-mingle", "--without-gossip", "--hostname", "test-worker@%h",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_worker(worker, log_path)
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def wait_for_worker(worker: subprocess.Popen, log_path: Path) -> None:
+    from docling_service.celery import app
+
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            pytest.fail(f"Celery worker exited at start-up:\n{log_path.read_text()[-4000:]}")
+        if app.control.ping(timeout=1.0):
+            return
+    worker.kill()
+    pytest.fail(f"Celery worker did not answer ping in time:\n{log_path.read_text()[-4000:]}")
+
+
+def wait_for_job(client: APIClient, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
+    """Poll the job endpoint until the job is terminal; return its last body."""
+    terminal = {"SUCCEEDED", "FAILED", "CANCELED", "QUARANTINED"}
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        if body["status"] in terminal:
+            return body
+        time.sleep(0.5)
+    pytest.fail(f"Job {job_id} did not finish in {timeout} s; last state: {body}")

@@ -1,0 +1,175 @@
+"""Settings shared by every environment.
+
+Every value comes from the environment (or a `.env` file in the project
+root); `.env.example` lists each variable with its default and unit. Bad
+values raise at start-up, not on the first request.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def positive_int(name: str, default: int) -> int:
+    """Read an integer setting and reject zero or negative values."""
+    value = env.int(name, default=default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}.")
+    return value
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+DATA_ROOT = Path(env.str("DATA_ROOT", default=str(BASE_DIR / "var"))).resolve()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "core",
+    "accounts",
+    "documents",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "core.middleware.JsonExceptionMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "docling_service.urls"
+WSGI_APPLICATION = "docling_service.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{DATA_ROOT / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+
+# Uploads stream through core.uploads.QuarantineUploadHandler straight into
+# the quarantine folder; these bound only the non-file form fields.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+UPLOAD_MAX_SIZE_MB = positive_int("UPLOAD_MAX_SIZE_MB", 200)
+UPLOAD_MAX_SIZE_BYTES = UPLOAD_MAX_SIZE_MB * 1024 * 1024
+MAX_PAGES = positive_int("MAX_PAGES", 1000)
+
+API_KEY_HASH_SECRET = env.str("API_KEY_HASH_SECRET", default="") or SECRET_KEY
+
+# Redis is the Celery broker and result store.
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = positive_int("CELERY_TASK_SOFT_TIME_LIMIT", 1800)
+CELERY_TASK_TIME_LIMIT = positive_int("CELERY_TASK_TIME_LIMIT", 1900)
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_TASK_TIME_LIMIT must be greater than CELERY_TASK_SOFT_TIME_LIMIT."
+    )
+# With acks_late, Redis redelivers an unacknowledged task after this many
+# seconds, so it must exceed the hard time limit.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 300,
+}
+CELERY_WORKER_CONCURRENCY = positive_int("CELERY_WORKER_CONCURRENCY", 1)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = positive_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200)
+CELERY_TASK_DEFAULT_QUEUE = "docling"
+
+# clamd: a unix socket (unix:///path) or tcp://127.0.0.1:3310.
+CLAMD_ADDRESS = (
+    env.str("CLAMD_ADDRESS", default="") or f"unix://{DATA_ROOT / 'clamav' / 'clamd.sock'}"
+)
+CLAMD_DATABASE_DIR = (
+    env.str("CLAMD_DATABASE_DIR", default="") or str(DATA_ROOT / "clamav" / "db")
+)
+CLAMD_TIMEOUT_SECONDS = positive_int("CLAMD_TIMEOUT_SECONDS", 60)
+SCAN_MAX_RETRIES = positive_int("SCAN_MAX_RETRIES", 5)
+SCAN_RETRY_BACKOFF_SECONDS = positive_int("SCAN_RETRY_BACKOFF_SECONDS", 2)
+
+# Docling. An empty DOCLING_ARTIFACTS_PATH means no stock models were
+# downloaded, so the offline layout engine is used.
+DOCLING_ARTIFACTS_PATH = env.str("DOCLING_ARTIFACTS_PATH", default="") or None
+DOCLING_LAYOUT_ENGINE = env.str("DOCLING_LAYOUT_ENGINE", default="auto")
+DOCLING_OCR_ENGINE = env.str("DOCLING_OCR_ENGINE", default="tesseract")
+DOCLING_NUM_THREADS = positive_int("DOCLING_NUM_THREADS", 2)
+DOCLING_TOKENIZER_PATH = env.str("DOCLING_TOKENIZER_PATH", default="") or None
+DOCLING_WARM_UP = env.bool("DOCLING_WARM_UP", default=True)
+TESSDATA_PREFIX = env.str(
+    "TESSDATA_PREFIX", default="/usr/share/tesseract-ocr/5/tessdata"
+)
+
+JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=3)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScopes"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+    },
+}

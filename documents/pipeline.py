@@ -1,0 +1,338 @@
+"""The work of each pipeline stage: scan, convert, export, chunk, finalize.
+
+Each stage function takes a job id, claims the job for its stage with a row
+lock, does its work outside the lock and hands over to the next stage. A
+stage that finds the job gone, terminal or already past its stage returns
+without doing anything, so a redelivered task is harmless.
+"""
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from core.engines import current_signature_set, engine_config, scanner
+from scanning import ScanFailed
+
+from . import storage
+from .models import Artifact, Document, IngestionJob, JobEvent
+from .services import record_event
+
+logger = logging.getLogger(__name__)
+
+Stage = IngestionJob.Stage
+Status = IngestionJob.Status
+
+CONVERT_META_NAME = "convert.json"
+DOCLING_JSON_NAME = "docling.json"
+
+ARTIFACT_FILES: dict[str, tuple[str, str]] = {
+    Artifact.Kind.DOCLING_JSON: ("document.json", "application/json"),
+    Artifact.Kind.MARKDOWN: ("document.md", "text/markdown; charset=utf-8"),
+    Artifact.Kind.TEXT: ("document.txt", "text/plain; charset=utf-8"),
+    Artifact.Kind.DOCTAGS: ("document.doctags.txt", "text/plain; charset=utf-8"),
+    Artifact.Kind.CHUNKS_JSON: ("chunks.json", "application/json"),
+}
+
+
+class JobFailure(Exception):
+    """A failure that ends the job with a stable error code."""
+
+    def __init__(self, error_code: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    hostname: str
+    task_id: str
+
+
+def claim(job_id: str, stage: str, context: TaskContext) -> IngestionJob | None:
+    """Lock the job and move it into `stage`, or return None if it must not run."""
+    with transaction.atomic():
+        job = (
+            IngestionJob.objects.select_for_update()
+            .select_related("document", "tenant")
+            .filter(pk=job_id)
+            .first()
+        )
+        if job is None:
+            logger.warning("Job %s no longer exists; task %s skipped", job_id, context.task_id)
+            return None
+        if job.is_terminal:
+            logger.info("Job %s is %s; %s skipped", job_id, job.status, stage)
+            return None
+        order = IngestionJob.STAGE_ORDER
+        if order.index(job.stage) > order.index(stage):
+            logger.info("Job %s is already at %s; %s skipped", job_id, job.stage, stage)
+            return None
+        first_run = job.status == Status.QUEUED
+        job.mark_started(hostname=context.hostname, task_id=context.task_id)
+        job.stage = stage
+        job.save()
+    record_event(job, f"{stage.lower().capitalize()} started", {"task_id": context.task_id})
+    if first_run:
+        logger.info("Job %s started on %s", job_id, context.hostname)
+    return job
+
+
+def complete_stage(
+    job: IngestionJob, timing_field: str | None, elapsed_ms: int, next_stage: str | None
+) -> bool:
+    """Store the stage's time and advance; False if the job was ended meanwhile."""
+    finished_stage = job.stage
+    updates: dict[str, Any] = {}
+    if timing_field:
+        updates[timing_field] = elapsed_ms
+    if next_stage:
+        updates["stage"] = next_stage
+    updated = (
+        IngestionJob.objects.filter(pk=job.pk, status=Status.RUNNING, stage=job.stage)
+        .update(**updates)
+    )
+    if updated:
+        for field, value in updates.items():
+            setattr(job, field, value)
+        record_event(
+            job, f"{finished_stage.lower().capitalize()} finished", {"elapsed_ms": elapsed_ms}
+        )
+    return bool(updated)
+
+
+def fail(job: IngestionJob, failure: JobFailure, status: str = Status.FAILED) -> None:
+    """End the job with an error code, unless something else already ended it."""
+    with transaction.atomic():
+        locked = IngestionJob.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal:
+            return
+        locked.mark_finished(
+            status,
+            error_code=failure.error_code,
+            error_message=failure.message,
+            error_details=failure.details,
+        )
+        locked.save()
+    level = JobEvent.Level.WARNING if status == Status.QUARANTINED else JobEvent.Level.ERROR
+    record_event(
+        locked,
+        f"Job {status.lower()} at {locked.stage.lower()}: {failure.error_code}",
+        {"error_code": failure.error_code, "message": failure.message, **failure.details},
+        level=level,
+    )
+    logger.warning(
+        "Job %s %s at stage %s: %s", job.pk, status, locked.stage, failure.error_code
+    )
+    job.refresh_from_db()
+
+
+def elapsed_ms_since(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+def work_dir(job: IngestionJob) -> Path:
+    return storage.resolve(storage.work_dir_relpath(job.tenant_id, job.id))
+
+
+# --- scan -------------------------------------------------------------------
+
+def run_scan(job: IngestionJob) -> bool:
+    """Scan the quarantined file; True when the job may go on to conversion.
+
+    Raises scanning.ScannerUnavailable for the task to retry with backoff.
+    """
+    document = job.document
+    start = time.monotonic()
+    if document.status == Document.Status.INFECTED:
+        fail(job, _virus_failure(document, {}), status=Status.QUARANTINED)
+        return False
+    if document.status == Document.Status.UPLOADED:
+        try:
+            result = scanner().scan_file(document.get_quarantine_path())
+        except ScanFailed as exc:
+            raise JobFailure("SCAN_FAILED", f"The virus scanner rejected the file: {exc}") from exc
+        _record_scan_result(job, document, result.clean, result.signature)
+        if not result.clean:
+            fail(job, _virus_failure(document, {"signature": result.signature}), status=Status.QUARANTINED)
+            return False
+    options = {**job.options_json, "signature_set": current_signature_set()}
+    IngestionJob.objects.filter(pk=job.pk).update(options_json=options)
+    job.options_json = options
+    return complete_stage(job, "scan_ms", elapsed_ms_since(start), Stage.CONVERTING)
+
+
+def _virus_failure(document: Document, details: dict[str, Any]) -> JobFailure:
+    signature = details.get("signature") or "a known signature"
+    return JobFailure(
+        "VIRUS_FOUND",
+        f"The virus scanner found {signature} in the file; it will not be converted.",
+        details,
+    )
+
+
+def _record_scan_result(
+    job: IngestionJob, document: Document, clean: bool, signature: str | None
+) -> None:
+    """Move a clean file out of quarantine, or mark the document INFECTED."""
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().get(pk=document.pk)
+        if locked.status != Document.Status.UPLOADED:
+            document.refresh_from_db()
+            return
+        if clean:
+            relpath = storage.clean_relpath(locked.tenant_id, locked.id)
+            storage.move_atomic(locked.get_quarantine_path(), storage.resolve(relpath))
+            locked.storage_relpath_clean = relpath
+            locked.storage_relpath_quarantine = ""
+            locked.status = Document.Status.CLEAN
+        else:
+            locked.status = Document.Status.INFECTED
+        locked.save()
+    document.refresh_from_db()
+    record_event(job, "Scan result", {"clean": clean, "signature": signature})
+
+
+# --- convert ----------------------------------------------------------------
+
+def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None = None) -> bool:
+    from conversion import ConversionError, ConversionOptions
+    from conversion.docling_engine import get_engine
+
+    options = job.options_json
+    conversion_options = ConversionOptions(
+        do_ocr=options["do_ocr"],
+        ocr_languages=tuple(options["ocr_languages"]),
+        force_full_page_ocr=options["force_full_page_ocr"],
+        do_table_structure=options["do_table_structure"],
+        max_pages=options["max_pages"],
+        max_file_size_bytes=settings.UPLOAD_MAX_SIZE_BYTES,
+    )
+    folder = work_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    try:
+        engine = get_engine(engine_config())
+        result = engine.convert(
+            job.document.get_clean_path(), conversion_options, folder / DOCLING_JSON_NAME
+        )
+    except ConversionError as exc:
+        raise JobFailure(exc.error_code, exc.message, exc.details) from exc
+    elapsed = elapsed_ms_since(start)
+
+    meta = {"page_count": result.page_count}
+    storage.write_atomic(folder / CONVERT_META_NAME, json.dumps(meta).encode())
+    snapshot = {
+        **options,
+        "engine": {
+            "docling_version": result.docling_version,
+            "docling_core_version": result.docling_core_version,
+            "layout_engine": result.layout_engine,
+            "ocr_engine": result.ocr_engine,
+        },
+    }
+    IngestionJob.objects.filter(pk=job.pk).update(
+        options_json=snapshot, docling_version=result.docling_version
+    )
+    job.options_json = snapshot
+    job.docling_version = result.docling_version
+    return complete_stage(job, "convert_ms", elapsed, Stage.EXPORTING)
+
+
+# --- export and chunk -------------------------------------------------------
+
+def store_artifact(job: IngestionJob, kind: str, data: bytes) -> Artifact:
+    """Write one artifact atomically and create or replace its row."""
+    filename, content_type = ARTIFACT_FILES[kind]
+    relpath = f"{storage.artifact_dir_relpath(job.tenant_id, job.id)}/{filename}"
+    checksum = storage.write_atomic(storage.resolve(relpath), data)
+    artifact, _ = Artifact.objects.update_or_create(
+        tenant_id=job.tenant_id,
+        job=job,
+        kind=kind,
+        defaults={
+            "created_by_key_id": job.created_by_key_id,
+            "storage_relpath": relpath,
+            "checksum_sha256": checksum,
+            "size_bytes": len(data),
+            "content_type": content_type,
+        },
+    )
+    return artifact
+
+
+def run_export(job: IngestionJob) -> bool:
+    from conversion.docling_engine import (
+        export_doctags,
+        export_markdown,
+        export_text,
+        load_document,
+    )
+
+    start = time.monotonic()
+    source = work_dir(job) / DOCLING_JSON_NAME
+    store_artifact(job, Artifact.Kind.DOCLING_JSON, source.read_bytes())
+    exporters = {
+        "markdown": (Artifact.Kind.MARKDOWN, export_markdown),
+        "text": (Artifact.Kind.TEXT, export_text),
+        "doctags": (Artifact.Kind.DOCTAGS, export_doctags),
+    }
+    requested = job.options_json.get("exports", [])
+    if requested:
+        document = load_document(source)
+        for name in requested:
+            kind, exporter = exporters[name]
+            store_artifact(job, kind, exporter(document).encode("utf-8"))
+    return complete_stage(job, "export_ms", elapsed_ms_since(start), Stage.CHUNKING)
+
+
+def run_chunking(job: IngestionJob) -> bool:
+    from conversion.docling_engine import chunk, load_document
+
+    start = time.monotonic()
+    chunking = job.options_json.get("chunking", {})
+    strategy = chunking.get("strategy", "none")
+    if strategy != "none":
+        document = load_document(work_dir(job) / DOCLING_JSON_NAME)
+        chunks = chunk(
+            document,
+            strategy=strategy,
+            max_tokens=chunking["max_tokens"],
+            merge_peers=chunking["merge_peers"],
+        )
+        data = json.dumps(
+            {"strategy": strategy, "chunks": chunks}, ensure_ascii=False, indent=1
+        ).encode("utf-8")
+        store_artifact(job, Artifact.Kind.CHUNKS_JSON, data)
+    return complete_stage(job, "chunk_ms", elapsed_ms_since(start), Stage.FINALIZING)
+
+
+# --- finalize ---------------------------------------------------------------
+
+def run_finalize(job: IngestionJob) -> bool:
+    folder = work_dir(job)
+    meta = json.loads((folder / CONVERT_META_NAME).read_bytes())
+    with transaction.atomic():
+        locked = IngestionJob.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal:
+            return False
+        Document.objects.filter(pk=locked.document_id).update(page_count=meta["page_count"])
+        locked.mark_finished(Status.SUCCEEDED)
+        locked.save()
+    shutil.rmtree(folder, ignore_errors=True)
+    record_event(
+        locked,
+        "Job succeeded",
+        {"duration_ms": locked.duration_ms, "page_count": meta["page_count"]},
+    )
+    logger.info("Job %s succeeded in %s ms", job.pk, locked.duration_ms)
+    return True

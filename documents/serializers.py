@@ -1,0 +1,94 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Artifact, Document, IngestionJob, JobEvent
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    job_id = serializers.UUIDField(read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = (
+            "id",
+            "job_id",
+            "kind",
+            "content_type",
+            "size_bytes",
+            "checksum_sha256",
+            "created_at",
+            "download_url",
+        )
+
+    def get_download_url(self, artifact: Artifact) -> str:
+        return reverse("artifact-download", kwargs={"pk": artifact.pk})
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ("timestamp", "level", "message", "payload_json")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    document_id = serializers.UUIDField(read_only=True)
+    artifacts = ArtifactSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = IngestionJob
+        fields = (
+            "id",
+            "document_id",
+            "status",
+            "stage",
+            "options_json",
+            "docling_version",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "scan_ms",
+            "convert_ms",
+            "export_ms",
+            "chunk_ms",
+            "attempt",
+            "max_retries",
+            "error_code",
+            "error_message",
+            "error_details_json",
+            "worker_hostname",
+            "celery_task_id",
+            "created_at",
+            "updated_at",
+            "artifacts",
+        )
+
+
+class JobDetailSerializer(JobSerializer):
+    events = JobEventSerializer(many=True, read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = (*JobSerializer.Meta.fields, "events")
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IngestionJob
+        fields = ("id", "status", "stage", "created_at", "finished_at", "error_code")
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Document
+        fields = (
+            "id",
+            "original_filename",
+            "sha256",
+            "mime_type",
+            "size_bytes",
+            "status",
+            "page_count",
+            "created_at",
+            "updated_at",
+        )

@@ -1,0 +1,178 @@
+"""Domain actions on documents and jobs, called by views, tasks and commands."""
+
+import logging
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Tenant
+from core.errors import ServiceError
+
+from . import storage
+from .models import Document, IngestionJob, JobEvent
+from .uploads import HEAD_BYTES, StoredUpload
+
+logger = logging.getLogger(__name__)
+
+PDF_MAGIC = b"%PDF-"
+MAX_FILENAME_LENGTH = 255
+
+
+def clean_filename(name: str) -> str:
+    """Keep a client's file name as metadata only: no path, no control characters."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return name.strip()[:MAX_FILENAME_LENGTH]
+
+
+def new_document_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def partial_upload_path(tenant: Tenant, document_id: uuid.UUID) -> Path:
+    final = storage.resolve(storage.quarantine_relpath(tenant.id, document_id))
+    return final.with_name(f".{final.name}.part")
+
+
+def check_pdf_bytes(upload: StoredUpload) -> None:
+    """Check the stored bytes, not the client's name or header, for a PDF.
+
+    Readers accept `%PDF-` anywhere in the first kilobyte (some files start
+    with junk), so the check does too.
+    """
+    if upload.size == 0:
+        raise ServiceError(
+            "The uploaded file is empty (0 bytes). Send a PDF file.",
+            error_code="EMPTY_FILE",
+        )
+    if PDF_MAGIC not in upload.head[:HEAD_BYTES]:
+        raise ServiceError(
+            "The uploaded file is not a PDF: no '%PDF-' header in its first "
+            f"{HEAD_BYTES} bytes. Only PDF files are accepted.",
+            error_code="UNSUPPORTED_MEDIA_TYPE",
+            status_code=415,
+        )
+
+
+def create_document(
+    api_key: ApiKey, document_id: uuid.UUID, upload: StoredUpload
+) -> Document:
+    """Validate a streamed upload, move it to its quarantine path, store the row.
+
+    On any failure the file is removed, so no file is left without a row.
+    """
+    check_pdf_bytes(upload)
+    return _store_document(api_key, document_id, upload, Document.Status.UPLOADED)
+
+
+def quarantine_infected_upload(
+    api_key: ApiKey, document_id: uuid.UUID, upload: StoredUpload
+) -> tuple[Document, IngestionJob] | None:
+    """Scan a file that failed the PDF check; keep it only if it is infected.
+
+    Malware is rarely a valid PDF, and a rejected upload leaves no record.
+    Scanning it here means an infected upload is always stored in
+    quarantine and shows up as a QUARANTINED job, whatever its type. When
+    clamd is unreachable the file is simply rejected as not a PDF.
+    """
+    from core.engines import scanner
+    from scanning import ScanFailed, ScannerUnavailable
+
+    try:
+        result = scanner().scan_file(upload.path)
+    except (ScannerUnavailable, ScanFailed) as exc:
+        logger.warning("Could not scan rejected upload %s: %s", document_id, exc)
+        return None
+    if result.clean:
+        return None
+    document = _store_document(api_key, document_id, upload, Document.Status.INFECTED)
+    now = timezone.now()
+    job = IngestionJob.objects.create(
+        tenant=document.tenant,
+        created_by_key=api_key,
+        document=document,
+        status=IngestionJob.Status.QUARANTINED,
+        stage=IngestionJob.Stage.SCANNING,
+        options_json={},
+        max_retries=0,
+        started_at=now,
+        scan_ms=result.elapsed_ms,
+    )
+    job.mark_finished(
+        IngestionJob.Status.QUARANTINED,
+        error_code="VIRUS_FOUND",
+        error_message=(
+            f"The virus scanner found {result.signature} in the file; it will not be converted."
+        ),
+        error_details={"signature": result.signature},
+    )
+    job.save()
+    record_event(
+        job,
+        "Upload quarantined: virus found",
+        {"signature": result.signature},
+        level=JobEvent.Level.WARNING,
+    )
+    logger.warning("Upload %s quarantined: %s", document.id, result.signature)
+    return document, job
+
+
+def _store_document(
+    api_key: ApiKey, document_id: uuid.UUID, upload: StoredUpload, status: str
+) -> Document:
+    tenant = api_key.tenant
+    relpath = storage.quarantine_relpath(tenant.id, document_id)
+    final_path = storage.resolve(relpath)
+    try:
+        storage.move_atomic(upload.path, final_path)
+        return Document.objects.create(
+            id=document_id,
+            tenant=tenant,
+            created_by_key=api_key,
+            original_filename=clean_filename(upload.name or ""),
+            sha256=upload.sha256,
+            mime_type="application/pdf" if status == Document.Status.UPLOADED else "application/octet-stream",
+            size_bytes=upload.size,
+            storage_relpath_quarantine=relpath,
+            status=status,
+        )
+    except BaseException:
+        upload.discard()
+        final_path.unlink(missing_ok=True)
+        raise
+
+
+def create_job(document: Document, api_key: ApiKey, options: dict[str, Any]) -> IngestionJob:
+    """Create a QUEUED job and send its first task once the row is committed."""
+    from .tasks import scan_pdf_task
+
+    if document.status == Document.Status.DELETED:
+        raise ServiceError(
+            "The document was deleted; upload it again.",
+            error_code="DOCUMENT_DELETED",
+            status_code=409,
+        )
+    job = IngestionJob.objects.create(
+        tenant=document.tenant,
+        created_by_key=api_key,
+        document=document,
+        options_json=options,
+        max_retries=settings.JOB_MAX_RETRIES,
+    )
+    record_event(job, "Job queued", {"options": options})
+    transaction.on_commit(lambda: scan_pdf_task.delay(str(job.id)))
+    return job
+
+
+def record_event(
+    job: IngestionJob,
+    message: str,
+    payload: dict[str, Any] | None = None,
+    level: str = JobEvent.Level.INFO,
+) -> None:
+    JobEvent.objects.create(job=job, level=level, message=message, payload_json=payload or {})

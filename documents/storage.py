@@ -1,0 +1,91 @@
+"""Paths under DATA_ROOT and atomic file writes.
+
+Every stored path is built from ids (never from a client's file name) and
+checked to stay under DATA_ROOT before use.
+"""
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from uuid import UUID
+
+from django.conf import settings
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class UnsafePathError(ValueError):
+    pass
+
+
+def data_root() -> Path:
+    return Path(settings.DATA_ROOT)
+
+
+def resolve(relpath: str) -> Path:
+    """Return the absolute path of a stored relative path, inside DATA_ROOT."""
+    if not relpath:
+        raise UnsafePathError("Empty storage path.")
+    root = data_root().resolve()
+    path = (root / relpath).resolve()
+    if not path.is_relative_to(root):
+        raise UnsafePathError("Storage path escapes DATA_ROOT.")
+    return path
+
+
+def quarantine_relpath(tenant_id: UUID, document_id: UUID) -> str:
+    return f"uploads/quarantine/{tenant_id}/{document_id}.pdf"
+
+
+def clean_relpath(tenant_id: UUID, document_id: UUID) -> str:
+    return f"uploads/clean/{tenant_id}/{document_id}.pdf"
+
+
+def artifact_dir_relpath(tenant_id: UUID, job_id: UUID) -> str:
+    return f"artifacts/{tenant_id}/{job_id}"
+
+
+def work_dir_relpath(tenant_id: UUID, job_id: UUID) -> str:
+    """Folder for a job's intermediate files, kept between pipeline stages."""
+    return f"work/{tenant_id}/{job_id}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> str:
+    """Write data to a temporary file beside path, fsync, rename; return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return hashlib.sha256(data).hexdigest()
+
+
+def move_atomic(source: Path, target: Path) -> None:
+    """Move a file within DATA_ROOT (one file system), fsyncing the new folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    fsync_dir(target.parent)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,212 @@
+"""REST endpoints for documents, jobs and artifacts.
+
+Handlers validate, call a service and respond. Every queryset goes through
+accounts.scoping, so another tenant's objects answer 404.
+"""
+
+import json
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.authentication import require_api_key
+from accounts.scoping import scope_to_key
+from core.errors import ServiceError
+
+from . import services
+from .models import Artifact, Document, IngestionJob
+from .options import resolve_options
+from .serializers import (
+    ArtifactSerializer,
+    DocumentSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+)
+from .uploads import UPLOAD_FIELD, QuarantineUploadHandler
+
+logger = logging.getLogger(__name__)
+
+# Multipart framing and form fields around the file itself.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+TRUE_VALUES = {"true", "1", "yes"}
+FALSE_VALUES = {"false", "0", "no"}
+
+
+def parse_options_field(raw: Any) -> dict[str, Any]:
+    if raw in (None, ""):
+        return resolve_options({})
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ServiceError(
+                f"The 'options' field is not valid JSON: {exc.msg} at position {exc.pos}.",
+                error_code="INVALID_OPTIONS",
+            ) from exc
+    return resolve_options(raw)
+
+
+def parse_bool_field(name: str, raw: Any, default: bool) -> bool:
+    if raw in (None, ""):
+        return default
+    value = str(raw).strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ServiceError(
+        f"The '{name}' field must be true or false, got '{str(raw)[:20]}'.",
+        error_code="VALIDATION_ERROR",
+    )
+
+
+def document_with_job(document: Document, job: IngestionJob | None) -> dict[str, Any]:
+    return {
+        "document": DocumentSerializer(document).data,
+        "job": JobSerializer(job).data if job is not None else None,
+    }
+
+
+class DocumentListCreateView(generics.ListAPIView):
+    serializer_class = DocumentSerializer
+    required_scopes = {"GET": "documents:read", "POST": "documents:write"}
+    filterset_fields = ("status", "sha256")
+
+    def get_queryset(self) -> QuerySet[Document]:
+        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+
+    parser_classes = [MultiPartParser]
+
+    def post(self, request: Request) -> Response:
+        api_key = require_api_key(request)
+        max_bytes = settings.UPLOAD_MAX_SIZE_BYTES
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > max_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise ServiceError(
+                f"The file is larger than the upload limit of {settings.UPLOAD_MAX_SIZE_MB} MB.",
+                error_code="FILE_TOO_LARGE",
+                status_code=413,
+                details={"limit_mb": settings.UPLOAD_MAX_SIZE_MB},
+            )
+
+        document_id = services.new_document_id()
+        partial = services.partial_upload_path(api_key.tenant, document_id)
+        request._request.upload_handlers = [QuarantineUploadHandler(partial, max_bytes)]
+        try:
+            upload = request.FILES.get(UPLOAD_FIELD)
+            if upload is None:
+                raise ServiceError(
+                    f"No file in the request: send the PDF as the multipart field '{UPLOAD_FIELD}'.",
+                    error_code="FILE_MISSING",
+                )
+            options = parse_options_field(request.data.get("options"))
+            ingest = parse_bool_field("ingest", request.data.get("ingest"), default=True)
+            with transaction.atomic():
+                try:
+                    document = services.create_document(api_key, document_id, upload)
+                except ServiceError as exc:
+                    if exc.error_code != "UNSUPPORTED_MEDIA_TYPE":
+                        raise
+                    quarantined = services.quarantine_infected_upload(api_key, document_id, upload)
+                    if quarantined is None:
+                        raise
+                    return Response(
+                        document_with_job(*quarantined), status=status.HTTP_201_CREATED
+                    )
+                job = services.create_job(document, api_key, options) if ingest else None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        logger.info("Document %s uploaded (%s bytes)", document.id, document.size_bytes)
+        return Response(document_with_job(document, job), status=status.HTTP_201_CREATED)
+
+
+class DocumentDetailView(generics.RetrieveAPIView):
+    serializer_class = DocumentSerializer
+    required_scopes = {"GET": "documents:read"}
+
+    def get_queryset(self) -> QuerySet[Document]:
+        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+
+
+class DocumentIngestView(generics.GenericAPIView):
+    required_scopes = {"POST": "documents:write"}
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    def get_queryset(self) -> QuerySet[Document]:
+        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+
+    def post(self, request: Request, pk: str) -> Response:
+        api_key = require_api_key(request)
+        document = self.get_object()
+        options = parse_options_field(request.data.get("options"))
+        with transaction.atomic():
+            job = services.create_job(document, api_key, options)
+        return Response(document_with_job(document, job), status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(generics.RetrieveAPIView):
+    serializer_class = JobDetailSerializer
+    required_scopes = {"GET": "jobs:read"}
+
+    def get_queryset(self) -> QuerySet[IngestionJob]:
+        queryset = IngestionJob.objects.prefetch_related("artifacts", "events")
+        return scope_to_key(queryset, require_api_key(self.request))
+
+
+class ArtifactListView(generics.ListAPIView):
+    serializer_class = ArtifactSerializer
+    required_scopes = {"GET": "artifacts:read"}
+    filterset_fields = ("job_id", "kind")
+
+    def get_queryset(self) -> QuerySet[Artifact]:
+        return scope_to_key(Artifact.objects.all(), require_api_key(self.request))
+
+
+class ArtifactDownloadView(generics.GenericAPIView):
+    required_scopes = {"GET": "artifacts:read"}
+
+    def get_queryset(self) -> QuerySet[Artifact]:
+        queryset = Artifact.objects.select_related("job__document")
+        return scope_to_key(queryset, require_api_key(self.request))
+
+    def get(self, request: Request, pk: str) -> FileResponse:
+        artifact = get_object_or_404(self.get_queryset(), pk=pk)
+        path = artifact.get_path()
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError as exc:
+            raise ServiceError(
+                "The artifact's file is no longer stored (removed by retention). "
+                "Run the job again to recreate it.",
+                error_code="ARTIFACT_GONE",
+                status_code=410,
+            ) from exc
+        response = FileResponse(
+            handle,
+            as_attachment=True,
+            filename=download_filename(artifact),
+            content_type=artifact.content_type,
+        )
+        response["X-Checksum-SHA256"] = artifact.checksum_sha256
+        return response
+
+
+def download_filename(artifact: Artifact) -> str:
+    """Name a download after the original file, with the artifact's suffix."""
+    stored_name = PurePosixPath(artifact.storage_relpath).name
+    stem = PurePosixPath(artifact.job.document.original_filename or "document").stem
+    suffix = stored_name.split(".", 1)[1] if "." in stored_name else ""
+    if artifact.kind == Artifact.Kind.CHUNKS_JSON:
+        suffix = "chunks.json"
+    return f"{stem or 'document'}.{suffix}"
