@@ -76,16 +76,11 @@ def celery_worker(
 ) -> Iterator[subprocess.Popen]:
     """Start a real Celery worker on the test database and broker."""
     redis.Redis.from_url(broker_url).flushdb()
-    database = settings.DATABASES["default"]
-    database_url = (
-        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}"
-    )
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "docling_service.settings.test",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": test_database_url(),
         "DATA_ROOT": str(data_root),
         "CELERY_BROKER_URL": broker_url,
         "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
@@ -141,3 +136,62 @@ def wait_for_job(client: APIClient, job_id: str, timeout: float = JOB_TIMEOUT_SE
             return body
         time.sleep(0.5)
     pytest.fail(f"Job {job_id} did not finish in {timeout} s; last state: {body}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    database = settings.DATABASES["default"]
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(
+    django_db_setup: Any, data_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start Gunicorn (one sync worker) on a loopback port; yield its base URL."""
+    import urllib.request
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "docling_service.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "DATA_ROOT": str(data_root),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
+    }
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "docling_service.wsgi:application",
+                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "120",
+            ],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base_url}/healthz", timeout=1)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"Gunicorn did not start:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+    try:
+        yield base_url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

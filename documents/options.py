@@ -31,7 +31,7 @@ class StrictSerializer(serializers.Serializer):
 
 class ChunkingOptionsSerializer(StrictSerializer):
     strategy = serializers.ChoiceField(choices=CHUNKING_STRATEGIES, default="hybrid")
-    max_tokens = serializers.IntegerField(min_value=16, max_value=8192, default=512)
+    max_tokens = serializers.IntegerField(min_value=16, max_value=8192, default=256)
     merge_peers = serializers.BooleanField(default=True)
 
 

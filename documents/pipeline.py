@@ -205,8 +205,8 @@ def _record_scan_result(
 # --- convert ----------------------------------------------------------------
 
 def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None = None) -> bool:
-    from conversion import ConversionError, ConversionOptions
     from conversion.docling_engine import get_engine
+    from conversion.interface import ConversionError, ConversionOptions
 
     options = job.options_json
     conversion_options = ConversionOptions(
@@ -222,8 +222,13 @@ def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None =
     start = time.monotonic()
     try:
         engine = get_engine(engine_config())
+        # The document name is stored in the Docling JSON; the client's file
+        # name (not the storage name) keeps artifacts identical across uploads.
         result = engine.convert(
-            job.document.get_clean_path(), conversion_options, folder / DOCLING_JSON_NAME
+            job.document.get_clean_path(),
+            conversion_options,
+            folder / DOCLING_JSON_NAME,
+            document_name=job.document.original_filename or "document.pdf",
         )
     except ConversionError as exc:
         raise JobFailure(exc.error_code, exc.message, exc.details) from exc
@@ -308,6 +313,7 @@ def run_chunking(job: IngestionJob) -> bool:
             strategy=strategy,
             max_tokens=chunking["max_tokens"],
             merge_peers=chunking["merge_peers"],
+            tokenizer_path=settings.DOCLING_TOKENIZER_PATH,
         )
         data = json.dumps(
             {"strategy": strategy, "chunks": chunks}, ensure_ascii=False, indent=1

@@ -10,8 +10,10 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from django.conf import settings
 
+from core.engines import engine_config
 from scanning import ScannerUnavailable
 
 from . import pipeline
@@ -22,6 +24,24 @@ from .services import record_event
 logger = logging.getLogger(__name__)
 
 Stage = IngestionJob.Stage
+
+
+@worker_process_init.connect
+def warm_up_docling(**kwargs: object) -> None:
+    """Load Docling's models when a worker process starts, not on its first job."""
+    if not settings.DOCLING_WARM_UP:
+        return
+    from conversion.docling_engine import get_engine
+    from conversion.interface import ConversionError
+
+    try:
+        get_engine(engine_config()).warm_up()
+    except ConversionError as exc:
+        # Jobs will fail with the same code; the worker still starts so that
+        # scans and readiness probes keep working.
+        logger.error("Docling warm-up failed: %s", exc)
+    else:
+        logger.info("Docling converter ready in worker process")
 
 
 def _context(task: Task) -> TaskContext:

@@ -52,7 +52,7 @@ def test_upload_creates_queued_job_with_resolved_options(client) -> None:
     assert job.options_json["do_ocr"] is False
     assert job.options_json["chunking"] == {
         "strategy": "hierarchical",
-        "max_tokens": 512,
+        "max_tokens": 256,
         "merge_peers": True,
     }
     assert job.options_json["exports"] == ["doctags", "markdown", "text"]
