@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 Stage = IngestionJob.Stage
 Status = IngestionJob.Status
 
+# clamd's verdict (with AlertEncryptedDoc) on a PDF that needs a password.
+ENCRYPTED_PDF_HEURISTIC = "Heuristics.Encrypted.PDF"
 CONVERT_META_NAME = "convert.json"
 DOCLING_JSON_NAME = "docling.json"
 
@@ -161,6 +163,16 @@ def run_scan(job: IngestionJob) -> bool:
             result = scanner().scan_file(document.get_quarantine_path())
         except ScanFailed as exc:
             raise JobFailure("SCAN_FAILED", f"The virus scanner rejected the file: {exc}") from exc
+        if not result.clean and (result.signature or "").startswith(ENCRYPTED_PDF_HEURISTIC):
+            # clamd cannot look inside a PDF that needs a password, and
+            # neither can Docling: the file stays in quarantine, unconverted.
+            record_event(job, "Scan result", {"clean": False, "signature": result.signature})
+            raise JobFailure(
+                "PDF_ENCRYPTED",
+                "The PDF is encrypted with a password, so it can be neither scanned nor "
+                "converted. Upload a copy without a password.",
+                {"signature": result.signature},
+            )
         _record_scan_result(job, document, result.clean, result.signature)
         if not result.clean:
             fail(job, _virus_failure(document, {"signature": result.signature}), status=Status.QUARANTINED)

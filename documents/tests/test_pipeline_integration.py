@@ -151,10 +151,21 @@ def test_eicar_inside_valid_pdf_is_quarantined_by_worker(client, tmp_path: Path)
     assert document.get_quarantine_path().exists()
 
 
+def test_password_pdf_fails_as_encrypted(client) -> None:
+    # clamd flags it (Heuristics.Encrypted.PDF) before Docling would.
+    job = convert(client, "encrypted_user_password_rc4.pdf", TEXT_OPTIONS)
+    assert job["status"] == "FAILED", job
+    assert job["error_code"] == "PDF_ENCRYPTED"
+    assert job["stage"] == "SCANNING"
+    assert job["artifacts"] == []
+    document = Document.objects.get(pk=job["document_id"])
+    assert document.status == Document.Status.UPLOADED
+    assert document.get_quarantine_path().exists()
+
+
 @pytest.mark.parametrize(
     ("name", "error_code"),
     [
-        ("encrypted_user_password_rc4.pdf", "PDF_ENCRYPTED"),
         ("truncated_half_latex_two_column.pdf", "PDF_CORRUPT"),
     ],
 )
