@@ -107,7 +107,7 @@ download_docling_models() {
     fi
     if [ "${SKIP_MODEL_DOWNLOAD:-0}" = 1 ]; then
         echo "SKIP_MODEL_DOWNLOAD=1: not downloading."
-    elif timeout "$MODEL_DOWNLOAD_TIMEOUT_SECONDS" "$VENV/bin/docling-tools" models download \
+    elif HF_HUB_OFFLINE=0 timeout "$MODEL_DOWNLOAD_TIMEOUT_SECONDS" "$VENV/bin/docling-tools" models download \
             layout tableformer -o "$models_dir"; then
         set_env_value DOCLING_ARTIFACTS_PATH "$models_dir"
         set_env_value DOCLING_LAYOUT_ENGINE auto
