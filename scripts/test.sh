@@ -16,6 +16,7 @@ cd "$repo_root"
 VENV="${VENV:-$repo_root/.venv}"
 export DJANGO_SETTINGS_MODULE=docling_service.settings.test
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/docling_service}"
+export CLAMD_SKIP_FRESHCLAM="${CLAMD_SKIP_FRESHCLAM:-1}"
 export CLAMD_ADDRESS="${CLAMD_ADDRESS:-unix://$DATA_ROOT/clamav/clamd.sock}"
 
 started_clamd=0
