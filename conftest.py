@@ -42,6 +42,14 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def clear_cache() -> None:
+    """Start every test with no rate-limit counts (the test cache is Redis db 14)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def issue_key(db: None) -> Callable[..., IssuedKey]:
     def issue(tenant: str = "acme", scopes: list[str] | None = None) -> IssuedKey:

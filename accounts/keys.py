@@ -62,17 +62,69 @@ def create_api_key(tenant_name: str, name: str = "", scopes: list[str] | None = 
 
 
 def verify_token(token: str) -> ApiKey | None:
-    """Return the active key the token belongs to, or None."""
+    """Return the active key the token belongs to, or None.
+
+    A secret replaced by a rotation still matches until the grace period set
+    at rotation ends.
+    """
     prefix, dot, secret = token.partition(".")
     if not dot or not prefix or not secret:
         return None
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     # Hash even when no row matched, so timing does not tell prefixes apart.
     candidate = hash_secret(secret)
-    if api_key is None or not hmac.compare_digest(candidate, api_key.secret_hash):
+    if api_key is None or not api_key.active:
         return None
-    if not api_key.active:
-        return None
+    if hmac.compare_digest(candidate, api_key.secret_hash):
+        return api_key
+    in_grace = (
+        api_key.previous_secret_hash
+        and api_key.previous_valid_until is not None
+        and timezone.now() < api_key.previous_valid_until
+    )
+    if in_grace and hmac.compare_digest(candidate, api_key.previous_secret_hash):
+        return api_key
+    return None
+
+
+@transaction.atomic
+def rotate_api_key(api_key: ApiKey, grace: timedelta = timedelta(0)) -> IssuedKey:
+    """Give the key a new secret; the old one works for `grace`, then stops.
+
+    The prefix, scopes and history stay, so the key keeps its identity in
+    the admin, logs and usage reports.
+    """
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if not locked.active:
+        raise ValueError("A revoked key cannot be rotated; create a new key instead.")
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    if grace > timedelta(0):
+        locked.previous_secret_hash = locked.secret_hash
+        locked.previous_valid_until = timezone.now() + grace
+    else:
+        locked.previous_secret_hash = ""
+        locked.previous_valid_until = None
+    locked.secret_hash = hash_secret(secret)
+    locked.last4 = secret[-4:]
+    locked.save()
+    return IssuedKey(api_key=locked, token=f"{locked.prefix}.{secret}")
+
+
+def revoke_api_key(api_key: ApiKey) -> None:
+    """Stop the key at once, including any secret still in its grace period."""
+    api_key.active = False
+    api_key.revoked_at = timezone.now()
+    api_key.previous_secret_hash = ""
+    api_key.previous_valid_until = None
+    api_key.save()
+
+
+def find_key(reference: str) -> ApiKey:
+    """Find a key by its prefix, or by a full token's prefix part."""
+    prefix = reference.partition(".")[0]
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if api_key is None:
+        raise ApiKey.DoesNotExist(f"No API key with prefix '{prefix}'.")
     return api_key
 
 

@@ -1,5 +1,4 @@
 from django.db import models
-from django.utils import timezone
 
 from core.models import BaseModel
 
@@ -17,9 +16,26 @@ ALL_SCOPES: tuple[str, ...] = tuple(Scope.values)
 
 
 class Tenant(BaseModel):
-    """A customer of the service; every document, job and artifact has one."""
+    """A customer of the service; every document, job and artifact has one.
+
+    The isolation policy decides what a key of the tenant sees: every object
+    of the tenant (`tenant`), or only the objects that key created (`key`).
+    """
+
+    class IsolationPolicy(models.TextChoices):
+        TENANT = "tenant"
+        KEY = "key"
 
     name = models.CharField(max_length=200, unique=True)
+    isolation_policy = models.CharField(
+        max_length=8, choices=IsolationPolicy.choices, default=IsolationPolicy.TENANT
+    )
+    rate_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Overrides of the default rates for every key of the tenant, '
+        'e.g. {"burst": "30/min", "sustained": "1000/day", "upload": "10/min"}.',
+    )
 
     class Meta(BaseModel.Meta):
         pass
@@ -45,6 +61,14 @@ class ApiKey(BaseModel):
     active = models.BooleanField(default=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # After a rotation the old secret keeps working until this time.
+    previous_secret_hash = models.CharField(max_length=64, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    rate_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Overrides of the tenant's and the default rates for this key only.",
+    )
 
     class Meta(BaseModel.Meta):
         pass
@@ -65,6 +89,6 @@ class ApiKey(BaseModel):
         return scope in self.scopes
 
     def revoke(self) -> None:
-        self.active = False
-        self.revoked_at = timezone.now()
-        self.save(update_fields=["active", "revoked_at", "updated_at"])
+        from .keys import revoke_api_key
+
+        revoke_api_key(self)

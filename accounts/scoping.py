@@ -2,13 +2,17 @@
 
 from django.db.models import Model, QuerySet
 
-from .models import ApiKey
+from .models import ApiKey, Tenant
 
 
 def scope_to_key(queryset: QuerySet[Model], api_key: ApiKey) -> QuerySet[Model]:
-    """Filter a queryset of tenant-owned rows to the key's tenant.
+    """Filter a queryset of tenant-owned rows to what the key may see.
 
-    Rows of other tenants are simply absent, so a lookup by id answers 404
-    and ids of other tenants cannot be probed.
+    Under the tenant's `tenant` policy that is every row of the key's tenant;
+    under `key`, only rows the key created. Other rows are simply absent, so
+    a lookup by id answers 404 and ids of other tenants cannot be probed.
     """
-    return queryset.filter(tenant_id=api_key.tenant_id)
+    queryset = queryset.filter(tenant_id=api_key.tenant_id)
+    if api_key.tenant.isolation_policy == Tenant.IsolationPolicy.KEY:
+        queryset = queryset.filter(created_by_key_id=api_key.pk)
+    return queryset

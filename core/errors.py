@@ -5,6 +5,7 @@ Every error body is `{"error_code": "STABLE_CODE", "message": "...",
 """
 
 import logging
+import math
 from typing import Any
 
 from django.http import Http404, JsonResponse
@@ -95,6 +96,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         message = "The request is invalid: see details for each field."
         details = {"fields": response.data}
+    elif isinstance(exc, exceptions.Throttled):
+        wait = math.ceil(exc.wait or 1)
+        message = f"Too many requests for this API key. Retry in {wait} seconds."
+        details = {"retry_after_seconds": wait}
     else:
         message = str(getattr(exc, "detail", exc))
         details = None

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from accounts.authentication import require_api_key
 from accounts.scoping import scope_to_key
+from accounts.throttling import UploadBurstThrottle, UploadSustainedThrottle
 from core.errors import ServiceError
 
 from . import services
@@ -81,6 +82,12 @@ class DocumentListCreateView(generics.ListAPIView):
     serializer_class = DocumentSerializer
     required_scopes = {"GET": "documents:read", "POST": "documents:write"}
     filterset_fields = ("status", "sha256")
+
+    def get_throttles(self) -> list:
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            throttles += [UploadBurstThrottle(), UploadSustainedThrottle()]
+        return throttles
 
     def get_queryset(self) -> QuerySet[Document]:
         return scope_to_key(Document.objects.all(), require_api_key(self.request))

@@ -99,3 +99,52 @@ def test_last_used_at_updated_at_most_once_a_minute() -> None:
     )
     client.get("/v1/documents")
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at > first
+
+
+def test_rotate_without_grace_stops_old_secret() -> None:
+    from accounts.keys import rotate_api_key
+
+    issued = create_api_key("acme")
+    rotated = rotate_api_key(issued.api_key)
+    assert rotated.token.split(".")[0] == issued.token.split(".")[0]
+    assert verify_token(issued.token) is None
+    assert verify_token(rotated.token) == issued.api_key
+
+
+def test_rotate_with_grace_keeps_old_secret_until_deadline() -> None:
+    from datetime import timedelta
+
+    from accounts.keys import rotate_api_key
+
+    issued = create_api_key("acme")
+    rotated = rotate_api_key(issued.api_key, grace=timedelta(minutes=5))
+    assert verify_token(issued.token) == issued.api_key
+    assert verify_token(rotated.token) == issued.api_key
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(
+        previous_valid_until=timezone.now() - timezone.timedelta(seconds=1)
+    )
+    assert verify_token(issued.token) is None
+    assert verify_token(rotated.token) is not None
+
+
+def test_revoke_ends_grace_period_too() -> None:
+    from datetime import timedelta
+
+    from accounts.keys import revoke_api_key, rotate_api_key
+
+    issued = create_api_key("acme")
+    rotated = rotate_api_key(issued.api_key, grace=timedelta(hours=1))
+    revoke_api_key(ApiKey.objects.get(pk=issued.api_key.pk))
+    assert verify_token(issued.token) is None
+    assert verify_token(rotated.token) is None
+
+
+def test_rotate_and_revoke_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    issued = create_api_key("acme")
+    prefix = issued.api_key.prefix
+    call_command("rotate_api_key", prefix, "--grace-minutes", "10")
+    new_token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert verify_token(new_token) is not None
+    assert verify_token(issued.token) is not None
+    call_command("revoke_api_key", prefix)
+    assert verify_token(new_token) is None

@@ -143,6 +143,31 @@ TESSDATA_PREFIX = env.str(
 
 JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=3)
 
+# Shared cache (rate-limit counters and similar), in Redis.
+CACHE_URL = env.str("CACHE_URL", default="") or REDIS_URL
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "docling-service",
+    },
+}
+
+# Default per-key rates as "N/period" (s, min, hour, day); an empty value
+# means no limit. Tenants and keys can override them in the admin.
+RATE_LIMITS = {
+    "burst": env.str("RATE_LIMIT_BURST", default="120/min"),
+    "sustained": env.str("RATE_LIMIT_SUSTAINED", default="20000/day"),
+    "upload_burst": env.str("RATE_LIMIT_UPLOAD_BURST", default="20/min"),
+    "upload_sustained": env.str("RATE_LIMIT_UPLOAD_SUSTAINED", default="2000/day"),
+}
+for _kind, _rate in RATE_LIMITS.items():
+    _count, _, _period = _rate.partition("/")
+    if _rate and (not _count.isdigit() or not _period or _period[0] not in "smhd"):
+        raise ImproperlyConfigured(
+            f"RATE_LIMIT_{_kind.upper()} must look like '60/min' or '1000/day', got '{_rate}'."
+        )
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScopes"],
@@ -150,6 +175,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttling.BurstThrottle",
+        "accounts.throttling.SustainedThrottle",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

@@ -14,3 +14,10 @@ DATABASES = {
 }
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "redis://127.0.0.1:6379/15"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default="") or "redis://127.0.0.1:6379/14",
+        "KEY_PREFIX": "docling-service-test",
+    },
+}
