@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite against real services: PostgreSQL (DATABASE_URL, default
 # postgres://postgres@127.0.0.1:5432/docling_service), Redis database 15, a
-# private clamd (started here unless one answers at CLAMD_ADDRESS), and a
+# private clamd (started here unless one replies to PING at CLAMD_ADDRESS), and a
 # Celery worker and Gunicorn that the tests start themselves.
 # Extra arguments go to pytest, e.g. `make test ARGS=-k upload` or
 # `bash scripts/test.sh -x documents`.

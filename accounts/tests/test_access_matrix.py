@@ -57,7 +57,7 @@ def call(client: APIClient, method: str, path: str):
 
 
 def assert_list_hides_objects(response, path: str) -> None:
-    # A list answers 200 to a stranger, but empty.
+    # A list returns 200 to a stranger, with no results.
     assert response.status_code == 200, path
     assert response.json()["count"] == 0, path
 
