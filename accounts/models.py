@@ -36,6 +36,12 @@ class Tenant(BaseModel):
         help_text='Overrides of the default rates for every key of the tenant, '
         'e.g. {"burst": "30/min", "sustained": "1000/day", "upload": "10/min"}.',
     )
+    artifact_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days a job's artifacts are kept before retention deletes them. "
+        "Empty: the ARTIFACT_RETENTION_DAYS setting.",
+    )
 
     class Meta(BaseModel.Meta):
         pass

@@ -118,6 +118,9 @@ class IngestionJob(BaseModel):
     error_details_json = models.JSONField(default=dict, blank=True)
     worker_hostname = models.CharField(max_length=255, blank=True)
     celery_task_id = models.CharField(max_length=255, blank=True)
+    # X-Request-ID of the API request that created the job, carried into
+    # every worker log line of the job.
+    request_id = models.CharField(max_length=64, blank=True)
 
     class Meta(BaseModel.Meta):
         indexes = [
@@ -196,6 +199,9 @@ class Artifact(BaseModel):
     checksum_sha256 = models.CharField(max_length=64)
     size_bytes = models.BigIntegerField()
     content_type = models.CharField(max_length=100)
+    # Set when retention deleted the file, or found it missing; the row stays
+    # so that a download answers 410 ARTIFACT_GONE instead of 404.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BaseModel.Meta):
         constraints = [
