@@ -179,6 +179,27 @@ class IngestionJob(BaseModel):
         self.duration_ms = max(wall_ms, stage_sum)
 
 
+class IdempotencyRecord(BaseModel):
+    """The result of an upload sent with an `Idempotency-Key` header.
+
+    A repeat of the same key with the same body returns the same document
+    and job; the same key with another body is rejected.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(
+        "IngestionJob", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+
+    class Meta(BaseModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_unique_tenant_key"),
+        ]
+
+
 class Artifact(BaseModel):
     """A file a job produced, stored under artifacts/<tenant_id>/<job_id>/."""
 
