@@ -121,9 +121,27 @@ class IngestionJob(BaseModel):
     # X-Request-ID of the API request that created the job, carried into
     # every worker log line of the job.
     request_id = models.CharField(max_length=64, blank=True)
+    # celery_task_id is the one task allowed to run the current stage: a
+    # stale copy of a task (a redelivery after the reaper requeued the
+    # stage) has another id and exits without doing anything.
+    # heartbeat_at is set when a stage is queued and every few seconds while
+    # it runs; the reaper requeues jobs whose heartbeat stopped.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    requeue_count = models.PositiveIntegerField(default=0)
+    pages_done = models.PositiveIntegerField(null=True, blank=True)
+    pages_total = models.PositiveIntegerField(null=True, blank=True)
+    # SHA-256 of the document's bytes, the resolved options and the Docling
+    # versions: equal keys give equal artifacts.
+    dedupe_key = models.CharField(max_length=64, blank=True)
+    reused_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta(BaseModel.Meta):
         indexes = [
+            models.Index(fields=["tenant", "dedupe_key", "status"], name="job_tenant_dedupe"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
             models.Index(fields=["tenant", "status", "-created_at"], name="job_tenant_status"),
             models.Index(fields=["tenant", "stage"], name="job_tenant_stage"),
