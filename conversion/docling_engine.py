@@ -45,6 +45,7 @@ from docling.datamodel.pipeline_options import (  # noqa: E402
     OcrMode,
     OcrOptions,
     RapidOcrOptions,
+    TableFormerMode,
     TableStructureOptions,
     TesseractOcrOptions,
     ThreadedPdfPipelineOptions,
@@ -466,6 +467,7 @@ class _PipelineKey:
     ocr_languages: tuple[str, ...]
     force_full_page_ocr: bool
     do_table_structure: bool
+    table_mode: str
 
     @classmethod
     def from_options(cls, options: ConversionOptions) -> _PipelineKey:
@@ -474,6 +476,7 @@ class _PipelineKey:
             ocr_languages=options.ocr_languages if options.do_ocr else (),
             force_full_page_ocr=options.force_full_page_ocr and options.do_ocr,
             do_table_structure=options.do_table_structure,
+            table_mode=options.table_mode if options.do_table_structure else "accurate",
         )
 
 
@@ -618,7 +621,7 @@ class DoclingEngine:
             do_ocr=key.do_ocr,
             ocr_options=self._ocr_options(key),
             do_table_structure=key.do_table_structure,
-            table_structure_options=TableStructureOptions(),
+            table_structure_options=TableStructureOptions(mode=TableFormerMode(key.table_mode)),
             generate_page_images=False,
             generate_picture_images=False,
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 LAYOUT_ENGINES: tuple[str, ...] = ("auto", "heron", "cdla")
 OCR_ENGINES: tuple[str, ...] = ("tesseract", "rapidocr")
+TABLE_MODES: tuple[str, ...] = ("accurate", "fast")
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,14 @@ class ConversionOptions:
     ocr_languages: tuple[str, ...] = ("eng",)
     force_full_page_ocr: bool = False
     do_table_structure: bool = False
+    table_mode: str = "accurate"
     max_pages: int | None = None
     max_file_size_bytes: int | None = None
     page_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.table_mode not in TABLE_MODES:
+            raise ValueError(f"Invalid table_mode {self.table_mode!r}: expected one of {', '.join(TABLE_MODES)}.")
         if not self.ocr_languages:
             raise ValueError("Invalid ocr_languages: expected at least one language.")
         if self.max_pages is not None and self.max_pages < 1:

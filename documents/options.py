@@ -14,6 +14,11 @@ from core.errors import ServiceError
 OPTIONS_VERSION = 1
 EXPORT_FORMATS = ("markdown", "text", "doctags")
 CHUNKING_STRATEGIES = ("hierarchical", "hybrid", "none")
+# "default" uses the engine the server is configured with.
+OCR_ENGINES = ("default", "tesseract", "rapidocr")
+LAYOUT_ENGINES = ("default", "heron", "cdla")
+TABLE_MODES = ("accurate", "fast")
+TOKENIZERS = ("all-minilm-l6-v2",)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -33,6 +38,9 @@ class ChunkingOptionsSerializer(StrictSerializer):
     strategy = serializers.ChoiceField(choices=CHUNKING_STRATEGIES, default="hybrid")
     max_tokens = serializers.IntegerField(min_value=16, max_value=8192, default=256)
     merge_peers = serializers.BooleanField(default=True)
+    # The hybrid chunker counts tokens with this tokenizer. Only the one the
+    # server ships is offered: a client must not name files on the server.
+    tokenizer = serializers.ChoiceField(choices=TOKENIZERS, default=TOKENIZERS[0])
 
 
 class ConversionOptionsSerializer(StrictSerializer):
@@ -46,15 +54,41 @@ class ConversionOptionsSerializer(StrictSerializer):
         max_length=8,
         default=["eng"],
     )
+    ocr_engine = serializers.ChoiceField(choices=OCR_ENGINES, default="default")
     force_full_page_ocr = serializers.BooleanField(default=False)
     do_table_structure = serializers.BooleanField(default=False)
+    table_mode = serializers.ChoiceField(choices=TABLE_MODES, default="accurate")
+    layout_engine = serializers.ChoiceField(choices=LAYOUT_ENGINES, default="default")
+    page_range = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=2,
+        max_length=2,
+        required=False,
+        help_text="[first, last] page to convert, 1-based and inclusive.",
+    )
     max_pages = serializers.IntegerField(min_value=1, required=False)
+    max_file_size_mb = serializers.IntegerField(min_value=1, required=False)
+    force = serializers.BooleanField(
+        default=False, help_text="Convert again even when an identical job already succeeded."
+    )
     exports = serializers.ListField(
         child=serializers.ChoiceField(choices=EXPORT_FORMATS),
         max_length=len(EXPORT_FORMATS),
         default=list(EXPORT_FORMATS),
     )
     chunking = ChunkingOptionsSerializer()
+
+    def validate_page_range(self, value: list[int]) -> list[int]:
+        if value[0] > value[1]:
+            raise serializers.ValidationError("The first page must not come after the last page.")
+        return value
+
+    def validate_max_file_size_mb(self, value: int) -> int:
+        if value > settings.UPLOAD_MAX_SIZE_MB:
+            raise serializers.ValidationError(
+                f"Must be at most the server limit of {settings.UPLOAD_MAX_SIZE_MB} MB."
+            )
+        return value
 
     def validate_max_pages(self, value: int) -> int:
         if value > settings.MAX_PAGES:
@@ -72,8 +106,14 @@ def resolve_options(raw: Any) -> dict[str, Any]:
         raise ServiceError(
             "Options must be a JSON object.", error_code="INVALID_OPTIONS"
         )
-    # A missing nested object gets the nested defaults only if it is validated.
-    raw = {"chunking": {}, **raw}
+    # Server defaults first, then the client's values; a missing nested
+    # object gets the nested defaults only if it is validated.
+    defaults = settings.DOC_DEFAULT_OPTIONS
+    raw = {
+        **defaults,
+        **raw,
+        "chunking": {**defaults.get("chunking", {}), **(raw.get("chunking") or {})},
+    }
     serializer = ConversionOptionsSerializer(data=raw)
     if not serializer.is_valid():
         fields = ", ".join(sorted(serializer.errors))
@@ -86,4 +126,15 @@ def resolve_options(raw: Any) -> dict[str, Any]:
     options["chunking"] = dict(options["chunking"])
     options["exports"] = sorted(set(options["exports"]))
     options.setdefault("max_pages", settings.MAX_PAGES)
+    options.setdefault("page_range", None)
+    options.setdefault("max_file_size_mb", settings.UPLOAD_MAX_SIZE_MB)
     return options
+
+
+def check_default_options(defaults: Any) -> None:
+    """Raise ValueError when DOC_DEFAULT_OPTIONS would not validate."""
+    if not isinstance(defaults, dict):
+        raise ValueError("DOC_DEFAULT_OPTIONS must be a JSON object.")
+    serializer = ConversionOptionsSerializer(data={"chunking": {}, **defaults})
+    if not serializer.is_valid():
+        raise ValueError(f"DOC_DEFAULT_OPTIONS is invalid: {serializer.errors}")

@@ -9,6 +9,7 @@ without doing anything, so a redelivered task is harmless.
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 
 from core.engines import current_signature_set, engine_config, scanner
 from scanning import ScanFailed
 
 from . import storage
+from .jobs import discard_outputs, enqueue_stage, find_reusable_job, record_event, reuse_artifacts
 from .models import Artifact, Document, IngestionJob, JobEvent
-from .services import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +81,16 @@ def claim(job_id: str, stage: str, context: TaskContext) -> IngestionJob | None:
         if order.index(job.stage) > order.index(stage):
             logger.info("Job %s is already at %s; %s skipped", job_id, job.stage, stage)
             return None
+        if job.celery_task_id and job.celery_task_id != context.task_id:
+            logger.info(
+                "Task %s for job %s is stale (expected %s); skipped",
+                context.task_id, job_id, job.celery_task_id,
+            )
+            return None
         first_run = job.status == Status.QUEUED
         job.mark_started(hostname=context.hostname, task_id=context.task_id)
         job.stage = stage
+        job.heartbeat_at = job.stage_started_at = timezone.now()
         job.save()
     record_event(job, f"{stage.lower().capitalize()} started", {"task_id": context.task_id})
     if first_run:
@@ -92,24 +101,65 @@ def claim(job_id: str, stage: str, context: TaskContext) -> IngestionJob | None:
 def complete_stage(
     job: IngestionJob, timing_field: str | None, elapsed_ms: int, next_stage: str | None
 ) -> bool:
-    """Store the stage's time and advance; False if the job was ended meanwhile."""
+    """Store the stage's time and queue the next stage.
+
+    Returns False, and queues nothing, when the job was ended (canceled,
+    failed by the reaper) or handed to another task while this stage ran.
+    """
     finished_stage = job.stage
-    updates: dict[str, Any] = {}
+    updates: dict[str, Any] = {"heartbeat_at": timezone.now()}
     if timing_field:
         updates[timing_field] = elapsed_ms
-    if next_stage:
-        updates["stage"] = next_stage
-    updated = (
-        IngestionJob.objects.filter(pk=job.pk, status=Status.RUNNING, stage=job.stage)
-        .update(**updates)
-    )
-    if updated:
+    with transaction.atomic():
+        updated = IngestionJob.objects.filter(
+            pk=job.pk,
+            status=Status.RUNNING,
+            stage=finished_stage,
+            celery_task_id=job.celery_task_id,
+        ).update(**updates)
+        if not updated:
+            return False
         for field, value in updates.items():
             setattr(job, field, value)
         record_event(
             job, f"{finished_stage.lower().capitalize()} finished", {"elapsed_ms": elapsed_ms}
         )
-    return bool(updated)
+        if next_stage:
+            enqueue_stage(job, next_stage)
+    return True
+
+
+class Heartbeat:
+    """Touch the job's heartbeat_at from a thread while a stage runs.
+
+    The reaper treats a RUNNING job without a fresh heartbeat as lost. The
+    thread uses its own database connection and closes it when it stops.
+    """
+
+    def __init__(self, job_id: Any, interval_seconds: float) -> None:
+        self.job_id = job_id
+        self.interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                IngestionJob.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the stage
+            logger.exception("Heartbeat of job %s failed", self.job_id)
+        finally:
+            connection.close()
 
 
 def fail(job: IngestionJob, failure: JobFailure, status: str = Status.FAILED) -> None:
@@ -180,7 +230,34 @@ def run_scan(job: IngestionJob) -> bool:
     options = {**job.options_json, "signature_set": current_signature_set()}
     IngestionJob.objects.filter(pk=job.pk).update(options_json=options)
     job.options_json = options
+    source = find_reusable_job(job)
+    if source is not None and reuse_artifacts(job, source):
+        finish_reused(job, source, elapsed_ms_since(start))
+        return False
     return complete_stage(job, "scan_ms", elapsed_ms_since(start), Stage.CONVERTING)
+
+
+def finish_reused(job: IngestionJob, source: IngestionJob, scan_ms: int) -> None:
+    """End the job with the artifacts of an identical earlier job, converting nothing."""
+    with transaction.atomic():
+        locked = IngestionJob.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal or locked.celery_task_id != job.celery_task_id:
+            if locked.status == Status.CANCELED:
+                discard_outputs(locked)
+            return
+        locked.scan_ms = scan_ms
+        locked.convert_ms = locked.export_ms = locked.chunk_ms = 0
+        locked.reused_from = source
+        locked.docling_version = source.docling_version
+        locked.options_json = {**locked.options_json, "engine": source.options_json.get("engine", {})}
+        locked.pages_total = locked.pages_done = source.pages_total
+        locked.stage = Stage.FINALIZING
+        locked.mark_finished(Status.SUCCEEDED)
+        locked.save()
+        page_count = source.document.page_count
+        Document.objects.filter(pk=locked.document_id).update(page_count=page_count)
+    record_event(locked, "Job succeeded with the artifacts of an identical job", {"reused_from": str(source.pk)})
+    logger.info("Job %s reused the artifacts of job %s", job.pk, source.pk)
 
 
 def _virus_failure(document: Document, details: dict[str, Any]) -> JobFailure:
@@ -216,24 +293,71 @@ def _record_scan_result(
 
 # --- convert ----------------------------------------------------------------
 
-def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None = None) -> bool:
+class ProgressRecorder:
+    """Store pages_done and pages_total, at most about once a second.
+
+    Docling calls it after every page; writing each call would cost a
+    database round trip per page for little use.
+    """
+
+    MIN_INTERVAL_SECONDS = 1.0
+
+    def __init__(self, job: IngestionJob) -> None:
+        self.job_id = job.pk
+        self._last_write = 0.0
+
+    def __call__(self, pages_done: int, pages_total: int) -> None:
+        now = time.monotonic()
+        if pages_done < pages_total and now - self._last_write < self.MIN_INTERVAL_SECONDS:
+            return
+        self._last_write = now
+        IngestionJob.objects.filter(pk=self.job_id).update(
+            pages_done=pages_done, pages_total=pages_total, heartbeat_at=timezone.now()
+        )
+
+
+def engine_config_for(options: dict[str, Any]):  # noqa: ANN201 - conversion.EngineConfig
+    """Return the process engine config with the job's layout and OCR engine choices."""
+    from dataclasses import replace
+
+    config = engine_config()
+    overrides = {}
+    if options.get("layout_engine", "default") != "default":
+        overrides["layout_engine"] = options["layout_engine"]
+    if options.get("ocr_engine", "default") != "default":
+        overrides["ocr_engine"] = options["ocr_engine"]
+    return replace(config, **overrides) if overrides else config
+
+
+def run_convert(job: IngestionJob) -> bool:
     from conversion.docling_engine import get_engine
     from conversion.interface import ConversionError, ConversionOptions
 
     options = job.options_json
+    max_file_size_mb = options.get("max_file_size_mb")
+    if max_file_size_mb and job.document.size_bytes > max_file_size_mb * 1024 * 1024:
+        raise JobFailure(
+            "FILE_TOO_LARGE",
+            f"The document is {job.document.size_bytes} bytes, more than the job's "
+            f"max_file_size_mb of {max_file_size_mb}.",
+            {"size_bytes": job.document.size_bytes, "limit_mb": max_file_size_mb},
+        )
+    page_range = options.get("page_range")
     conversion_options = ConversionOptions(
         do_ocr=options["do_ocr"],
         ocr_languages=tuple(options["ocr_languages"]),
         force_full_page_ocr=options["force_full_page_ocr"],
         do_table_structure=options["do_table_structure"],
+        table_mode=options.get("table_mode", "accurate"),
         max_pages=options["max_pages"],
         max_file_size_bytes=settings.UPLOAD_MAX_SIZE_BYTES,
+        page_range=tuple(page_range) if page_range else None,
     )
     folder = work_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        engine = get_engine(engine_config())
+        engine = get_engine(engine_config_for(options))
         # The document name is stored in the Docling JSON; the client's file
         # name (not the storage name) keeps artifacts identical across uploads.
         result = engine.convert(
@@ -241,12 +365,17 @@ def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None =
             conversion_options,
             folder / DOCLING_JSON_NAME,
             document_name=job.document.original_filename or "document.pdf",
+            progress_callback=ProgressRecorder(job),
         )
     except ConversionError as exc:
         raise JobFailure(exc.error_code, exc.message, exc.details) from exc
     elapsed = elapsed_ms_since(start)
 
-    meta = {"page_count": result.page_count}
+    meta = {
+        "page_count": result.page_count,
+        "docling_json_sha256": storage.sha256_of(folder / DOCLING_JSON_NAME),
+        "recovered": result.recovered,
+    }
     storage.write_atomic(folder / CONVERT_META_NAME, json.dumps(meta).encode())
     snapshot = {
         **options,
@@ -258,11 +387,30 @@ def run_convert(job: IngestionJob, progress: Callable[[int, int], None] | None =
         },
     }
     IngestionJob.objects.filter(pk=job.pk).update(
-        options_json=snapshot, docling_version=result.docling_version
+        options_json=snapshot,
+        docling_version=result.docling_version,
+        pages_done=result.page_count,
+        pages_total=result.page_count,
     )
     job.options_json = snapshot
     job.docling_version = result.docling_version
+    if result.recovered:
+        record_event(
+            job,
+            "Docling recovered from errors in the file; some pages may be incomplete",
+            level=JobEvent.Level.WARNING,
+        )
     return complete_stage(job, "convert_ms", elapsed, Stage.EXPORTING)
+
+
+def intact_conversion(job: IngestionJob) -> bool:
+    """True when the job's Docling JSON exists and matches its recorded checksum."""
+    folder = work_dir(job)
+    try:
+        meta = json.loads((folder / CONVERT_META_NAME).read_bytes())
+        return storage.sha256_of(folder / DOCLING_JSON_NAME) == meta["docling_json_sha256"]
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 # --- export and chunk -------------------------------------------------------

@@ -33,6 +33,8 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     document_id = serializers.UUIDField(read_only=True)
+    reused_from = serializers.UUIDField(source="reused_from_id", read_only=True)
+    progress = serializers.SerializerMethodField()
     artifacts = ArtifactSerializer(many=True, read_only=True)
 
     class Meta:
@@ -59,10 +61,16 @@ class JobSerializer(serializers.ModelSerializer):
             "error_details_json",
             "worker_hostname",
             "celery_task_id",
+            "requeue_count",
+            "reused_from",
+            "progress",
             "created_at",
             "updated_at",
             "artifacts",
         )
+
+    def get_progress(self, job: IngestionJob) -> dict[str, int | None]:
+        return {"pages_done": job.pages_done, "pages_total": job.pages_total}
 
 
 class JobDetailSerializer(JobSerializer):

@@ -1,25 +1,33 @@
 """Domain actions on documents and jobs, called by views, tasks and commands."""
 
+import hashlib
+import json
 import logging
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from core.errors import ServiceError
+from core.logging import current_request_id
 
 from . import storage
-from .models import Document, IngestionJob, JobEvent
+from .jobs import cancel_job, compute_dedupe_key, enqueue_stage, record_event, retry_job
+from .models import Document, IdempotencyRecord, IngestionJob, JobEvent
 from .uploads import HEAD_BYTES, StoredUpload
+
+__all__ = ["cancel_job", "create_document", "create_job", "record_event", "retry_job"]
 
 logger = logging.getLogger(__name__)
 
 PDF_MAGIC = b"%PDF-"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_FILENAME_LENGTH = 255
 
 
@@ -102,6 +110,7 @@ def quarantine_infected_upload(
         max_retries=0,
         started_at=now,
         scan_ms=result.elapsed_ms,
+        request_id=current_request_id(),
     )
     job.mark_finished(
         IngestionJob.Status.QUARANTINED,
@@ -147,10 +156,94 @@ def _store_document(
         raise
 
 
+@dataclass(frozen=True)
+class AcceptedUpload:
+    document: Document
+    job: IngestionJob | None
+    replayed: bool = False
+
+
+def accept_upload(
+    api_key: ApiKey,
+    document_id: uuid.UUID,
+    upload: StoredUpload,
+    options: dict[str, Any],
+    *,
+    ingest: bool,
+    idempotency_key: str | None,
+) -> AcceptedUpload:
+    """Store an upload as a document and queue its job, or replay an earlier one.
+
+    With an idempotency key, a repeat of the same request (same file bytes,
+    file name, options and ingest flag) returns the first request's document
+    and job and keeps nothing of the repeat; the same key with another
+    request is rejected.
+    """
+    request_hash = ""
+    if idempotency_key is not None:
+        request_hash = hashlib.sha256(
+            json.dumps(
+                [upload.sha256, clean_filename(upload.name or ""), options, ingest], sort_keys=True
+            ).encode()
+        ).hexdigest()
+        replay = _replay(api_key, idempotency_key, request_hash)
+        if replay is not None:
+            upload.discard()
+            return replay
+    try:
+        with transaction.atomic():
+            try:
+                document = create_document(api_key, document_id, upload)
+            except ServiceError as exc:
+                if exc.error_code != "UNSUPPORTED_MEDIA_TYPE":
+                    raise
+                quarantined = quarantine_infected_upload(api_key, document_id, upload)
+                if quarantined is None:
+                    raise
+                return AcceptedUpload(*quarantined)
+            job = create_job(document, api_key, options) if ingest else None
+            if idempotency_key is not None:
+                IdempotencyRecord.objects.create(
+                    tenant=api_key.tenant,
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    document=document,
+                    job=job,
+                )
+    except IntegrityError:
+        # A concurrent request with the same key won the race; its row
+        # rolled ours back, so remove our file and replay its answer.
+        storage.resolve(storage.quarantine_relpath(api_key.tenant_id, document_id)).unlink(
+            missing_ok=True
+        )
+        replay = _replay(api_key, idempotency_key or "", request_hash)
+        if replay is None:
+            raise
+        return replay
+    logger.info("Document %s uploaded (%s bytes)", document.id, document.size_bytes)
+    return AcceptedUpload(document, job)
+
+
+def _replay(api_key: ApiKey, key: str, request_hash: str) -> AcceptedUpload | None:
+    record = (
+        IdempotencyRecord.objects.select_related("document", "job")
+        .filter(tenant_id=api_key.tenant_id, key=key)
+        .first()
+    )
+    if record is None:
+        return None
+    if record.request_hash != request_hash:
+        raise ServiceError(
+            "This Idempotency-Key was already used with a different request. "
+            "Use a new key for a new upload.",
+            error_code="IDEMPOTENCY_KEY_REUSED",
+            status_code=422,
+        )
+    return AcceptedUpload(record.document, record.job, replayed=True)
+
+
 def create_job(document: Document, api_key: ApiKey, options: dict[str, Any]) -> IngestionJob:
     """Create a QUEUED job and send its first task once the row is committed."""
-    from .tasks import scan_pdf_task
-
     if document.status == Document.Status.DELETED:
         raise ServiceError(
             "The document was deleted; upload it again.",
@@ -163,16 +256,9 @@ def create_job(document: Document, api_key: ApiKey, options: dict[str, Any]) -> 
         document=document,
         options_json=options,
         max_retries=settings.JOB_MAX_RETRIES,
+        request_id=current_request_id(),
+        dedupe_key=compute_dedupe_key(document.sha256, options),
     )
     record_event(job, "Job queued", {"options": options})
-    transaction.on_commit(lambda: scan_pdf_task.delay(str(job.id)))
+    enqueue_stage(job, IngestionJob.Stage.SCANNING)
     return job
-
-
-def record_event(
-    job: IngestionJob,
-    message: str,
-    payload: dict[str, Any] | None = None,
-    level: str = JobEvent.Level.INFO,
-) -> None:
-    JobEvent.objects.create(job=job, level=level, message=message, payload_json=payload or {})

@@ -89,3 +89,13 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(CHUNK_SIZE):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def link_atomic(source: Path, target: Path) -> None:
+    """Hard-link source at target, replacing target atomically if it exists."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    os.link(source, tmp)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)

@@ -17,9 +17,9 @@ from core.engines import engine_config
 from scanning import ScannerUnavailable
 
 from . import pipeline
+from .jobs import discard_outputs, record_event
 from .models import IngestionJob, JobEvent
 from .pipeline import JobFailure, TaskContext
-from .services import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,15 @@ def _run_stage(
     job_id: str,
     stage: str,
     work: Callable[[IngestionJob], bool],
-    next_task: Task | None,
 ) -> None:
     job = pipeline.claim(job_id, stage, _context(task))
     if job is None:
         return
     try:
-        go_on = work(job)
+        with pipeline.Heartbeat(job.pk, settings.JOB_HEARTBEAT_SECONDS):
+            work(job)
     except JobFailure as failure:
         pipeline.fail(job, failure)
-        return
     except SoftTimeLimitExceeded:
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         pipeline.fail(
@@ -74,7 +73,6 @@ def _run_stage(
                 {"limit_seconds": limit},
             ),
         )
-        return
     except ScannerUnavailable:
         raise
     except Exception as exc:
@@ -87,36 +85,37 @@ def _run_stage(
                 "The error is logged on the worker; retry the job or contact the operator.",
             ),
         )
-        return
-    if go_on and next_task is not None:
-        next_task.delay(job_id)
+    # A job canceled while this stage ran may have outputs the cancel did not
+    # see yet; remove them so a canceled job never keeps a partial set.
+    if IngestionJob.objects.filter(pk=job.pk, status=IngestionJob.Status.CANCELED).exists():
+        discard_outputs(job)
 
 
 @shared_task(bind=True, name="documents.finalize_job_task")
 def finalize_job_task(self: Task, job_id: str) -> None:
-    _run_stage(self, job_id, Stage.FINALIZING, pipeline.run_finalize, None)
+    _run_stage(self, job_id, Stage.FINALIZING, pipeline.run_finalize)
 
 
 @shared_task(bind=True, name="documents.chunking_task")
 def chunking_task(self: Task, job_id: str) -> None:
-    _run_stage(self, job_id, Stage.CHUNKING, pipeline.run_chunking, finalize_job_task)
+    _run_stage(self, job_id, Stage.CHUNKING, pipeline.run_chunking)
 
 
 @shared_task(bind=True, name="documents.export_artifacts_task")
 def export_artifacts_task(self: Task, job_id: str) -> None:
-    _run_stage(self, job_id, Stage.EXPORTING, pipeline.run_export, chunking_task)
+    _run_stage(self, job_id, Stage.EXPORTING, pipeline.run_export)
 
 
 @shared_task(bind=True, name="documents.docling_convert_task")
 def docling_convert_task(self: Task, job_id: str) -> None:
-    _run_stage(self, job_id, Stage.CONVERTING, pipeline.run_convert, export_artifacts_task)
+    _run_stage(self, job_id, Stage.CONVERTING, pipeline.run_convert)
 
 
 @shared_task(bind=True, name="documents.scan_pdf_task")
 def scan_pdf_task(self: Task, job_id: str) -> None:
     """Scan the upload; clamd being unreachable is retried with backoff, then fails closed."""
     try:
-        _run_stage(self, job_id, Stage.SCANNING, pipeline.run_scan, docling_convert_task)
+        _run_stage(self, job_id, Stage.SCANNING, pipeline.run_scan)
     except ScannerUnavailable as exc:
         job = IngestionJob.objects.filter(pk=job_id).first()
         if job is None:
@@ -143,3 +142,11 @@ def scan_pdf_task(self: Task, job_id: str) -> None:
                 "the file was not converted. Retry once clamd is running.",
             ),
         )
+
+
+@shared_task(name="documents.reap_stuck_jobs")
+def reap_stuck_jobs() -> dict[str, int]:
+    """Requeue or fail jobs whose worker or task message was lost (Celery Beat)."""
+    from .reaper import reap
+
+    return reap()

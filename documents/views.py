@@ -14,12 +14,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+import django_filters
 from rest_framework import generics, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import require_api_key
+from accounts.models import ApiKey
 from accounts.scoping import scope_to_key
 from accounts.throttling import UploadBurstThrottle, UploadSustainedThrottle
 from core.errors import ServiceError
@@ -71,6 +75,20 @@ def parse_bool_field(name: str, raw: Any, default: bool) -> bool:
     )
 
 
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > services.MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise ServiceError(
+            "The Idempotency-Key header must be 1 to "
+            f"{services.MAX_IDEMPOTENCY_KEY_LENGTH} printable characters.",
+            error_code="INVALID_IDEMPOTENCY_KEY",
+        )
+    return key
+
+
 def document_with_job(document: Document, job: IngestionJob | None) -> dict[str, Any]:
     return {
         "document": DocumentSerializer(document).data,
@@ -118,24 +136,23 @@ class DocumentListCreateView(generics.ListAPIView):
                 )
             options = parse_options_field(request.data.get("options"))
             ingest = parse_bool_field("ingest", request.data.get("ingest"), default=True)
-            with transaction.atomic():
-                try:
-                    document = services.create_document(api_key, document_id, upload)
-                except ServiceError as exc:
-                    if exc.error_code != "UNSUPPORTED_MEDIA_TYPE":
-                        raise
-                    quarantined = services.quarantine_infected_upload(api_key, document_id, upload)
-                    if quarantined is None:
-                        raise
-                    return Response(
-                        document_with_job(*quarantined), status=status.HTTP_201_CREATED
-                    )
-                job = services.create_job(document, api_key, options) if ingest else None
+            accepted = services.accept_upload(
+                api_key,
+                document_id,
+                upload,
+                options,
+                ingest=ingest,
+                idempotency_key=idempotency_key(request),
+            )
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        logger.info("Document %s uploaded (%s bytes)", document.id, document.size_bytes)
-        return Response(document_with_job(document, job), status=status.HTTP_201_CREATED)
+        response = Response(
+            document_with_job(accepted.document, accepted.job), status=status.HTTP_201_CREATED
+        )
+        if accepted.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class DocumentDetailView(generics.RetrieveAPIView):
@@ -160,6 +177,67 @@ class DocumentIngestView(generics.GenericAPIView):
         with transaction.atomic():
             job = services.create_job(document, api_key, options)
         return Response(document_with_job(document, job), status=status.HTTP_201_CREATED)
+
+
+class JobFilter(django_filters.FilterSet):
+    document_id = django_filters.UUIDFilter(field_name="document_id")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = IngestionJob
+        fields = ("status", "stage", "document_id", "created_after", "created_before")
+
+
+class JobCursorPagination(CursorPagination):
+    """Keyset pagination: no COUNT(*) and no OFFSET, so pages stay fast on big tables."""
+
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = "-created_at"
+
+
+class JobListView(generics.ListAPIView):
+    serializer_class = JobSerializer
+    required_scopes = {"GET": "jobs:read"}
+    filterset_class = JobFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
+    ordering_fields = ("created_at", "finished_at")
+    pagination_class = JobCursorPagination
+
+    def get_queryset(self) -> QuerySet[IngestionJob]:
+        queryset = IngestionJob.objects.prefetch_related("artifacts")
+        return scope_to_key(queryset, require_api_key(self.request))
+
+
+class JobActionView(generics.GenericAPIView):
+    """Base of the job actions: find the job in the caller's scope, act, return it."""
+
+    required_scopes = {"POST": "jobs:write"}
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> QuerySet[IngestionJob]:
+        return scope_to_key(IngestionJob.objects.all(), require_api_key(self.request))
+
+    def act(self, job: IngestionJob, api_key: ApiKey) -> IngestionJob:
+        raise NotImplementedError
+
+    def post(self, request: Request, pk: str) -> Response:
+        api_key = require_api_key(request)
+        job = self.act(self.get_object(), api_key)
+        job = IngestionJob.objects.prefetch_related("artifacts").get(pk=job.pk)
+        return Response(JobSerializer(job).data)
+
+
+class JobCancelView(JobActionView):
+    def act(self, job: IngestionJob, api_key: ApiKey) -> IngestionJob:
+        return services.cancel_job(job, api_key)
+
+
+class JobRetryView(JobActionView):
+    def act(self, job: IngestionJob, api_key: ApiKey) -> IngestionJob:
+        return services.retry_job(job, api_key)
 
 
 class JobDetailView(generics.RetrieveAPIView):

@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -46,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestIdMiddleware",
     "core.middleware.JsonExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -117,6 +120,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_CONCURRENCY = positive_int("CELERY_WORKER_CONCURRENCY", 1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = positive_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200)
 CELERY_TASK_DEFAULT_QUEUE = "docling"
+# Memory a worker process may reach (KiB) before it is replaced after its
+# current task; 0 turns the check off.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=4_000_000) or None
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # clamd: a unix socket (unix:///path) or tcp://127.0.0.1:3310.
 CLAMD_ADDRESS = (
@@ -142,6 +149,24 @@ TESSDATA_PREFIX = env.str(
 )
 
 JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=3)
+# Server-wide defaults for conversion options, as a JSON object with the same
+# keys a client sends, e.g. {"do_ocr": false, "chunking": {"strategy": "hierarchical"}}.
+# The documents app checks it at start-up.
+DOC_DEFAULT_OPTIONS = env.json("DOC_DEFAULT_OPTIONS", default={})
+# Seconds between heartbeats of a running stage, and after which a job
+# without one is treated as lost by the reaper (it must exceed the longest
+# scan retry backoff, which is SCAN_RETRY_BACKOFF_SECONDS * 2**SCAN_MAX_RETRIES).
+JOB_HEARTBEAT_SECONDS = positive_int("JOB_HEARTBEAT_SECONDS", 10)
+JOB_STALE_SECONDS = positive_int("JOB_STALE_SECONDS", 120)
+# Times the reaper requeues a lost job before failing it with LOST_WORKER.
+JOB_MAX_REQUEUES = env.int("JOB_MAX_REQUEUES", default=3)
+JOB_REAPER_INTERVAL_SECONDS = positive_int("JOB_REAPER_INTERVAL_SECONDS", 60)
+REAPER_INSPECT_TIMEOUT_SECONDS = env.float("REAPER_INSPECT_TIMEOUT_SECONDS", default=1.5)
+
+CELERY_BEAT_SCHEDULE["reap-stuck-jobs"] = {
+    "task": "documents.reap_stuck_jobs",
+    "schedule": JOB_REAPER_INTERVAL_SECONDS,
+}
 
 # Shared cache (rate-limit counters and similar), in Redis.
 CACHE_URL = env.str("CACHE_URL", default="") or REDIS_URL
@@ -188,17 +213,17 @@ REST_FRAMEWORK = {
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.request": {"level": "ERROR"},
-    },
-}
+
+
+def build_logging(log_format: str, level: str) -> dict:
+    """Build LOGGING for LOG_FORMAT (json or plain); reject other formats at start-up."""
+    try:
+        return logging_config(log_format, level)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+# json: one JSON object per line, with request_id, job_id and celery_task_id
+# (the prod settings' default); plain: text lines with the same ids.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)

@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from scanning import signature_set
 
 from .base import *  # noqa: F403
-from .base import CLAMD_DATABASE_DIR, SECRET_KEY, env
+from .base import CLAMD_DATABASE_DIR, LOG_LEVEL, SECRET_KEY, build_logging, env
 
 DEBUG = False
 if not SECRET_KEY:
@@ -22,3 +22,7 @@ if not ALLOW_TEST_SIGNATURES and signature_set(CLAMD_DATABASE_DIR) != "official"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# JSON lines for journald and log shippers; LOG_FORMAT=plain for text.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)

@@ -31,18 +31,25 @@ def client():
 def no_queue(monkeypatch: pytest.MonkeyPatch) -> list:
     """Record tasks the code under test would send, instead of sending them."""
     sent: list = []
-    monkeypatch.setattr("documents.tasks.scan_pdf_task.delay", lambda *args: sent.append(("scan", args)))
-    monkeypatch.setattr(
-        "documents.tasks.docling_convert_task.delay", lambda *args: sent.append(("convert", args))
-    )
+    for name, task in (("scan", "scan_pdf_task"), ("convert", "docling_convert_task")):
+        monkeypatch.setattr(
+            f"documents.tasks.{task}.apply_async",
+            lambda args, task_id, name=name: sent.append((name, tuple(args))),
+        )
     return sent
+
+
+def run_scan(job_id: str) -> None:
+    """Run the scan task in process as the task id the job expects."""
+    task_id = IngestionJob.objects.get(pk=job_id).celery_task_id
+    scan_pdf_task.apply(args=[job_id], task_id=task_id)
 
 
 def test_unreachable_clamd_fails_closed_after_retries(client, settings, no_queue: list) -> None:
     settings.CLAMD_ADDRESS = "unix:///nonexistent/clamd.sock"
     settings.SCAN_MAX_RETRIES = 2
     job_id = upload(client, corpus_file("born_digital_lorem_1p.pdf").read_bytes())["job"]["id"]
-    scan_pdf_task.apply(args=[job_id])
+    run_scan(job_id)
     job = IngestionJob.objects.get(pk=job_id)
     assert job.status == IngestionJob.Status.FAILED
     assert job.error_code == "SCANNER_UNAVAILABLE"
@@ -55,7 +62,7 @@ def test_unreachable_clamd_fails_closed_after_retries(client, settings, no_queue
 
 def test_clean_file_moves_out_of_quarantine(client, no_queue: list) -> None:
     job_id = upload(client, corpus_file("born_digital_lorem_1p.pdf").read_bytes())["job"]["id"]
-    scan_pdf_task.apply(args=[job_id])
+    run_scan(job_id)
     job = IngestionJob.objects.get(pk=job_id)
     assert job.status == IngestionJob.Status.RUNNING
     assert job.stage == IngestionJob.Stage.CONVERTING
@@ -69,8 +76,8 @@ def test_clean_file_moves_out_of_quarantine(client, no_queue: list) -> None:
 
 def test_redelivered_scan_task_does_nothing(client, no_queue: list) -> None:
     job_id = upload(client, corpus_file("born_digital_lorem_1p.pdf").read_bytes())["job"]["id"]
-    scan_pdf_task.apply(args=[job_id])
-    scan_pdf_task.apply(args=[job_id])
+    run_scan(job_id)
+    run_scan(job_id)
     assert no_queue.count(("convert", (job_id,))) == 1
     assert IngestionJob.objects.get(pk=job_id).stage == IngestionJob.Stage.CONVERTING
 

@@ -54,6 +54,7 @@ def test_upload_creates_queued_job_with_resolved_options(client) -> None:
         "strategy": "hierarchical",
         "max_tokens": 256,
         "merge_peers": True,
+        "tokenizer": "all-minilm-l6-v2",
     }
     assert job.options_json["exports"] == ["doctags", "markdown", "text"]
 
