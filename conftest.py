@@ -74,6 +74,82 @@ def broker_url() -> str:
     return settings.CELERY_BROKER_URL
 
 
+class WorkerProcess:
+    """A Celery worker subprocess on the test database and broker."""
+
+    def __init__(self, process: subprocess.Popen, hostname: str, log_path: Path) -> None:
+        self.process = process
+        self.hostname = hostname
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_worker(
+    name: str,
+    log_dir: Path,
+    data_root: Path,
+    queue: str = "docling",
+    extra_env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    """Start a worker consuming `queue` and wait until it answers ping."""
+    import socket
+
+    hostname = f"{name}@{socket.gethostname()}"
+    log_path = log_dir / f"{name}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "docling_service.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "DATA_ROOT": str(data_root),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_QUEUE": queue,
+        "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
+        "CLAMD_DATABASE_DIR": settings.CLAMD_DATABASE_DIR,
+        **(extra_env or {}),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "docling_service", "worker",
+                "--loglevel", "INFO", "--concurrency", "1", "--queues", queue,
+                "--without-mingle", "--without-gossip", "--hostname", hostname,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(process, hostname, log_path)
+    wait_for_worker(worker)
+    return worker
+
+
+def wait_for_worker(worker: WorkerProcess) -> None:
+    from docling_service.celery import app
+
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            pytest.fail(f"Celery worker exited at start-up:\n{worker.log()[-4000:]}")
+        if app.control.ping(destination=[worker.hostname], timeout=1.0):
+            return
+    worker.stop()
+    pytest.fail(f"Celery worker did not answer ping in time:\n{worker.log()[-4000:]}")
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
     django_db_setup: Any,
@@ -81,54 +157,14 @@ def celery_worker(
     data_root: Path,
     broker_url: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[subprocess.Popen]:
-    """Start a real Celery worker on the test database and broker."""
+) -> Iterator[WorkerProcess]:
+    """Start the session's shared worker on the default queue."""
     redis.Redis.from_url(broker_url).flushdb()
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "docling_service.settings.test",
-        "DATABASE_URL": test_database_url(),
-        "DATA_ROOT": str(data_root),
-        "CELERY_BROKER_URL": broker_url,
-        "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
-        "CLAMD_DATABASE_DIR": settings.CLAMD_DATABASE_DIR,
-    }
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "docling_service", "worker",
-                "--loglevel", "INFO", "--concurrency", "1",
-                "--without-mingle", "--without-gossip", "--hostname", "test-worker@%h",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker("test-worker", tmp_path_factory.mktemp("worker"), data_root)
     try:
-        wait_for_worker(worker, log_path)
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-def wait_for_worker(worker: subprocess.Popen, log_path: Path) -> None:
-    from docling_service.celery import app
-
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            pytest.fail(f"Celery worker exited at start-up:\n{log_path.read_text()[-4000:]}")
-        if app.control.ping(timeout=1.0):
-            return
-    worker.kill()
-    pytest.fail(f"Celery worker did not answer ping in time:\n{log_path.read_text()[-4000:]}")
+        worker.stop()
 
 
 def wait_for_job(client: APIClient, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> dict:

@@ -12,6 +12,7 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -66,7 +67,8 @@ def enqueue_stage(job: IngestionJob, stage: str) -> str:
     job.celery_task_id = task_id
     task = stage_task(stage)
     job_id = str(job.pk)
-    transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id))
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))
     return task_id
 
 

@@ -45,8 +45,12 @@ then
     exit 1
 fi
 
+# --beat runs the periodic tasks (the reaper of lost jobs, retention) inside
+# this one worker; production runs Celery Beat as a service of its own.
+mkdir -p "$DATA_ROOT"
 "$VENV/bin/celery" -A docling_service worker --loglevel INFO \
-    --without-mingle --without-gossip &
+    --without-mingle --without-gossip \
+    --beat --schedule "$DATA_ROOT/celerybeat-schedule" &
 pids+=($!)
 
 "$VENV/bin/gunicorn" docling_service.wsgi:application \

@@ -97,6 +97,34 @@ UPLOAD_MAX_SIZE_MB = positive_int("UPLOAD_MAX_SIZE_MB", 200)
 UPLOAD_MAX_SIZE_BYTES = UPLOAD_MAX_SIZE_MB * 1024 * 1024
 MAX_PAGES = positive_int("MAX_PAGES", 1000)
 
+# Artifact downloads: "stream" (Django sends the file) or "x-accel" (Django
+# authorizes, then Nginx sends the file from its internal location
+# ARTIFACT_ACCEL_PREFIX + the artifact's path under DATA_ROOT; see
+# deploy/nginx/docling-service.conf).
+ARTIFACT_DELIVERY = env.str("ARTIFACT_DELIVERY", default="stream")
+if ARTIFACT_DELIVERY not in ("stream", "x-accel"):
+    raise ImproperlyConfigured(
+        f"ARTIFACT_DELIVERY must be 'stream' or 'x-accel', got '{ARTIFACT_DELIVERY}'."
+    )
+ARTIFACT_ACCEL_PREFIX = env.str("ARTIFACT_ACCEL_PREFIX", default="/protected-artifacts/")
+if not (ARTIFACT_ACCEL_PREFIX.startswith("/") and ARTIFACT_ACCEL_PREFIX.endswith("/")):
+    raise ImproperlyConfigured(
+        f"ARTIFACT_ACCEL_PREFIX must start and end with '/', got '{ARTIFACT_ACCEL_PREFIX}'."
+    )
+
+# Retention (documents.retention), run by Celery Beat every
+# RETENTION_INTERVAL_MINUTES and by `manage.py prune_storage`. Uploads still
+# in quarantine (never scanned, or PDF_ENCRYPTED) and infected uploads are
+# deleted after their hours; artifacts after the tenant's
+# artifact_retention_days, else ARTIFACT_RETENTION_DAYS. Files that no row
+# points to are deleted once they are ORPHAN_GRACE_MINUTES old, which must
+# exceed the longest upload.
+QUARANTINE_RETENTION_HOURS = positive_int("QUARANTINE_RETENTION_HOURS", 72)
+INFECTED_RETENTION_HOURS = positive_int("INFECTED_RETENTION_HOURS", 720)
+ARTIFACT_RETENTION_DAYS = positive_int("ARTIFACT_RETENTION_DAYS", 30)
+ORPHAN_GRACE_MINUTES = positive_int("ORPHAN_GRACE_MINUTES", 15)
+RETENTION_INTERVAL_MINUTES = positive_int("RETENTION_INTERVAL_MINUTES", 60)
+
 API_KEY_HASH_SECRET = env.str("API_KEY_HASH_SECRET", default="") or SECRET_KEY
 
 # Redis is the Celery broker and result store.
@@ -119,7 +147,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_WORKER_CONCURRENCY = positive_int("CELERY_WORKER_CONCURRENCY", 1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = positive_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200)
-CELERY_TASK_DEFAULT_QUEUE = "docling"
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="docling")
 # Memory a worker process may reach (KiB) before it is replaced after its
 # current task; 0 turns the check off.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=4_000_000) or None
@@ -166,6 +194,10 @@ REAPER_INSPECT_TIMEOUT_SECONDS = env.float("REAPER_INSPECT_TIMEOUT_SECONDS", def
 CELERY_BEAT_SCHEDULE["reap-stuck-jobs"] = {
     "task": "documents.reap_stuck_jobs",
     "schedule": JOB_REAPER_INTERVAL_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["prune-storage"] = {
+    "task": "documents.prune_storage",
+    "schedule": RETENTION_INTERVAL_MINUTES * 60,
 }
 
 # Shared cache (rate-limit counters and similar), in Redis.

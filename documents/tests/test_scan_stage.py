@@ -34,7 +34,7 @@ def no_queue(monkeypatch: pytest.MonkeyPatch) -> list:
     for name, task in (("scan", "scan_pdf_task"), ("convert", "docling_convert_task")):
         monkeypatch.setattr(
             f"documents.tasks.{task}.apply_async",
-            lambda args, task_id, name=name: sent.append((name, tuple(args))),
+            lambda args, task_id, queue, name=name: sent.append((name, tuple(args))),
         )
     return sent
 
