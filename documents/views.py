@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 import django_filters
 from rest_framework import generics, status
@@ -29,6 +29,7 @@ from accounts.throttling import UploadBurstThrottle, UploadSustainedThrottle
 from core.errors import ServiceError
 
 from . import services
+from .delivery import artifact_response
 from .models import Artifact, Document, IngestionJob
 from .options import resolve_options
 from .serializers import (
@@ -265,26 +266,9 @@ class ArtifactDownloadView(generics.GenericAPIView):
         queryset = Artifact.objects.select_related("job__document")
         return scope_to_key(queryset, require_api_key(self.request))
 
-    def get(self, request: Request, pk: str) -> FileResponse:
+    def get(self, request: Request, pk: str) -> HttpResponse | FileResponse:
         artifact = get_object_or_404(self.get_queryset(), pk=pk)
-        path = artifact.get_path()
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError as exc:
-            raise ServiceError(
-                "The artifact's file is no longer stored (removed by retention). "
-                "Run the job again to recreate it.",
-                error_code="ARTIFACT_GONE",
-                status_code=410,
-            ) from exc
-        response = FileResponse(
-            handle,
-            as_attachment=True,
-            filename=download_filename(artifact),
-            content_type=artifact.content_type,
-        )
-        response["X-Checksum-SHA256"] = artifact.checksum_sha256
-        return response
+        return artifact_response(artifact, download_filename(artifact))
 
 
 def download_filename(artifact: Artifact) -> str:
