@@ -253,6 +253,7 @@ def reuse_artifacts(job: IngestionJob, source: IngestionJob) -> bool:
                 "checksum_sha256": artifact.checksum_sha256,
                 "size_bytes": artifact.size_bytes,
                 "content_type": artifact.content_type,
+                "deleted_at": None,
             },
         )
     return True

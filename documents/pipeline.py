@@ -430,6 +430,7 @@ def store_artifact(job: IngestionJob, kind: str, data: bytes) -> Artifact:
             "checksum_sha256": checksum,
             "size_bytes": len(data),
             "content_type": content_type,
+            "deleted_at": None,
         },
     )
     return artifact

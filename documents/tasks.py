@@ -150,3 +150,11 @@ def reap_stuck_jobs() -> dict[str, int]:
     from .reaper import reap
 
     return reap()
+
+
+@shared_task(name="documents.prune_storage")
+def prune_storage_task() -> dict[str, int]:
+    """Apply the retention rules once (Celery Beat, every RETENTION_INTERVAL_MINUTES)."""
+    from .retention import prune_storage
+
+    return prune_storage().counts()
