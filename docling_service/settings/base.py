@@ -257,5 +257,5 @@ def build_logging(log_format: str, level: str) -> dict:
 
 # json: one JSON object per line, with request_id, job_id and celery_task_id
 # (the prod settings' default); plain: text lines with the same ids.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or "plain"
 LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)

@@ -24,5 +24,5 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # JSON lines for journald and log shippers; LOG_FORMAT=plain for text.
-LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or "json"
 LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)
