@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a private clamd for development, tests and CI.
 #
-# Usage: scripts/clamd.sh prepare|start|run|stop|status
+# Usage: scripts/clamd.sh prepare|start|run|stop|status|limits
 #
 #   prepare  Write clamd.conf and freshclam.conf, then download the official
 #            signatures with freshclam. When the download fails and the
@@ -18,6 +18,8 @@
 #   stop     Stop the clamd whose pid is in the pid file.
 #   status   Print whether clamd runs and replies to PING. Exit status 0 when it
 #            does, 3 when it does not run.
+#   limits   Print the clamd.conf lines for the size limits and alerts that
+#            follow from UPLOAD_MAX_SIZE_MB, for another clamd's config.
 #
 # Environment:
 #   DATA_ROOT               state folder; clamd's files go to
@@ -130,7 +132,10 @@ write_atomically() {
     mv -f "$temporary" "$target"
 }
 
-write_configs() {
+# Print clamd's size limits and alert options for UPLOAD_MAX_SIZE_MB as
+# clamd.conf lines. The private clamd gets them here, and deploy/install.sh
+# writes them into the distribution's /etc/clamav/clamd.conf.
+limit_lines() {
     local upload_mb="${UPLOAD_MAX_SIZE_MB:-200}"
     require_positive_int UPLOAD_MAX_SIZE_MB "$upload_mb"
 
@@ -156,6 +161,32 @@ write_configs() {
         scan_mb=4000
     fi
 
+    cat <<EOF
+# Limits: UPLOAD_MAX_SIZE_MB=$upload_mb.
+StreamMaxLength ${stream_mb}M
+MaxFileSize ${file_mb}M
+MaxScanSize ${scan_mb}M
+MaxRecursion 17
+MaxFiles 10000
+MaxScanTime 120000
+
+# Without these, a file over a limit and an encrypted archive or PDF are
+# reported as OK. With them, clamd reports Heuristics.Limits.Exceeded.* and
+# Heuristics.Encrypted.*.
+# NOTE: clamd 1.4.6 cuts a zip member over MaxFileSize to MaxFileSize and
+# scans that part without an alert. A zip that inflates past MaxScanSize is
+# still reported.
+AlertExceedsMax yes
+AlertEncrypted yes
+AlertEncryptedArchive yes
+AlertEncryptedDoc yes
+EOF
+}
+
+write_configs() {
+    local limits
+    limits="$(limit_lines)" || exit 1
+
     mkdir -p "$clamav_dir" "$database_dir" "$temporary_dir" "$(dirname "$socket_path")"
 
     local tcp_lines="# No TCPSocket: clamd listens on the unix socket only."
@@ -180,24 +211,7 @@ LogFileMaxSize 20M
 LogRotate yes
 SelfCheck 600
 
-# Limits: UPLOAD_MAX_SIZE_MB=$upload_mb.
-StreamMaxLength ${stream_mb}M
-MaxFileSize ${file_mb}M
-MaxScanSize ${scan_mb}M
-MaxRecursion 17
-MaxFiles 10000
-MaxScanTime 120000
-
-# Without these, a file over a limit and an encrypted archive or PDF are
-# reported as OK. With them, clamd reports Heuristics.Limits.Exceeded.* and
-# Heuristics.Encrypted.*.
-# NOTE: clamd 1.4.6 cuts a zip member over MaxFileSize to MaxFileSize and
-# scans that part without an alert. A zip that inflates past MaxScanSize is
-# still reported.
-AlertExceedsMax yes
-AlertEncrypted yes
-AlertEncryptedArchive yes
-AlertEncryptedDoc yes
+$limits
 EOF
 
     write_atomically "$freshclam_conf" <<EOF
@@ -396,6 +410,10 @@ command_stop() {
     log "stopped clamd (pid $pid)"
 }
 
+command_limits() {
+    limit_lines
+}
+
 command_status() {
     local pid
     if ! pid="$(running_pid)"; then
@@ -421,9 +439,9 @@ command_status() {
 main() {
     local command="${1:-}"
     case "$command" in
-        prepare | start | run | stop | status) ;;
+        prepare | start | run | stop | status | limits) ;;
         *)
-            echo "usage: scripts/clamd.sh prepare|start|run|stop|status" >&2
+            echo "usage: scripts/clamd.sh prepare|start|run|stop|status|limits" >&2
             exit 2
             ;;
     esac
