@@ -13,6 +13,10 @@ from uuid import UUID
 from django.conf import settings
 
 CHUNK_SIZE = 1024 * 1024
+# mkstemp creates files as 0600. In production Nginx reads DATA_ROOT/artifacts
+# through a group ACL, which grants no more than the file's group bits, so
+# stored files get group read.
+STORED_FILE_MODE = 0o640
 
 
 class UnsafePathError(ValueError):
@@ -64,6 +68,7 @@ def write_atomic(path: Path, data: bytes) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, STORED_FILE_MODE)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
