@@ -29,9 +29,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A temporary folder of this run's own: pytest's shared default keeps only
+# the last three runs, so concurrent runs would delete each other's files.
+basetemp="$(mktemp -d "${TMPDIR:-/tmp}/docling-service-tests.XXXXXX")"
+
 set +e
-"$VENV/bin/pytest" "$@"
+"$VENV/bin/pytest" --basetemp "$basetemp" "$@"
 status=$?
 set -e
+if [ "$status" = 0 ]; then
+    rm -rf "$basetemp"
+else
+    echo "test.sh: test files and service logs kept in $basetemp" >&2
+fi
 # pytest exits 5 when it collected no test: that is a failure here too.
 exit "$status"

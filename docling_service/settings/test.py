@@ -21,3 +21,5 @@ CACHES = {
         "KEY_PREFIX": "docling-service-test",
     },
 }
+# No rate limits unless a test sets them: tests poll jobs quickly.
+RATE_LIMITS = {"burst": "", "sustained": "", "upload_burst": "", "upload_sustained": ""}
