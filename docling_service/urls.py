@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("v1/", include("documents.urls")),
+    path("v1/", include("dashboard.api_urls")),
     path("admin/", admin.site.urls),
 ]
 
