@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from core import views as core_views
@@ -8,8 +9,13 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("v1/", include("documents.urls")),
     path("v1/", include("dashboard.api_urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
+# Serves the admin's and the dashboard's static files under Gunicorn when
+# DEBUG is on (`make run`). With DEBUG off it adds no pattern: collect them
+# with `manage.py collectstatic` and serve STATIC_ROOT from the web server.
+urlpatterns += staticfiles_urlpatterns()
 
 handler400 = "core.views.bad_request"
 handler403 = "core.views.permission_denied"
