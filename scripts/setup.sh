@@ -18,6 +18,7 @@ APT_PACKAGES=(
     tesseract-ocr tesseract-ocr-eng
     redis-server
     python3-venv
+    chromium
 )
 MODEL_DOWNLOAD_TIMEOUT_SECONDS="${MODEL_DOWNLOAD_TIMEOUT_SECONDS:-900}"
 
