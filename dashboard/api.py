@@ -54,6 +54,8 @@ class UsageReportView(DashboardAPIView):
     """Usage by day, key or option between two UTC days, as JSON or CSV."""
 
     renderer_classes = [JSONRenderer, ReportCSVRenderer]
+    # Key names are typed by people; key ids, last4 and numbers are generated.
+    csv_text_columns = ("key_name",)
 
     def get(self, request: Request) -> Response:
         query = usage.parse_usage_query(request.query_params, timezone.now().date())

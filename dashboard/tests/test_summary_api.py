@@ -9,7 +9,7 @@ from django.utils import timezone
 from accounts.keys import create_api_key
 from accounts.models import Tenant
 from conftest import client_for
-from dashboard.aggregates import PercentileCont, percentile_by_offset
+from dashboard.aggregates import PercentileCont, percentile_by_offset, supports_percentile_cont
 from documents.models import IngestionJob
 
 from .factories import Stage, Status, ago, make_job
@@ -137,6 +137,9 @@ def reference_percentile(values: list[int], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (rank - lower)
 
 
+@pytest.mark.skipif(
+    not supports_percentile_cont(), reason="percentile_cont needs PostgreSQL"
+)
 @pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0])
 def test_percentile_fallback_matches_postgres(fraction: float) -> None:
     tenant = Tenant.objects.create(name="acme")

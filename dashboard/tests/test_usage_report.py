@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.keys import IssuedKey, create_api_key
-from accounts.models import Tenant
+from accounts.models import ApiKey, Tenant
 from conftest import client_for
 from dashboard.usage import COUNT_COLUMNS, METRIC_COLUMNS, SPLIT_COLUMNS
 
@@ -224,3 +224,14 @@ def test_usage_default_range() -> None:
     assert body["from"] == (today - timedelta(days=29)).isoformat()
     assert len(body["rows"]) == 30
     assert body["totals"]["jobs"] == 0
+
+
+def test_usage_csv_keeps_generated_values() -> None:
+    issued = create_api_key("acme", name="ops", scopes=["dashboard:read"])
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(last4="-LAc")
+    make_job(issued.api_key.tenant, key=issued.api_key, finished_at=timezone.now(), duration_ms=5)
+
+    response = client_for(issued.token).get(report_url(group_by="key", format="csv"))
+
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert rows[0]["key_last4"] == "-LAc"
