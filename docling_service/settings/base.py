@@ -148,6 +148,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_CONCURRENCY = positive_int("CELERY_WORKER_CONCURRENCY", 1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = positive_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 200)
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="docling")
+# A new worker process loads Docling's models before it reports ready
+# (DOCLING_WARM_UP), which takes several seconds on a busy machine; Celery's
+# default of 4 s makes the parent kill it again and again.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = positive_int("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 120)
 # Memory a worker process may reach (KiB) before it is replaced after its
 # current task; 0 turns the check off.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=4_000_000) or None
