@@ -147,6 +147,10 @@ class IngestionJob(BaseModel):
             models.Index(fields=["tenant", "stage"], name="job_tenant_stage"),
             models.Index(fields=["status", "started_at"], name="job_status_started"),
             models.Index(fields=["document", "-created_at"], name="job_document_created"),
+            # The dashboard and the usage report select jobs by finish time,
+            # per tenant or (for staff) across all tenants.
+            models.Index(fields=["tenant", "finished_at"], name="job_tenant_finished"),
+            models.Index(fields=["finished_at"], name="job_finished"),
         ]
 
     def __str__(self) -> str:
