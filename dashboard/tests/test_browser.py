@@ -36,6 +36,7 @@ STAFF_PASSWORD = "pw-staff-browser-1"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
     pytest.mark.skipif(
         not CHROMIUM.exists() and shutil.which("chromium") is None,
         reason="Chromium is not installed: install the Debian package 'chromium' "
