@@ -45,7 +45,11 @@ View = Callable[..., HttpResponse]
 
 
 def render_page_errors(view: View) -> View:
-    """Render a readable 503 page when the database fails during a page view."""
+    """Render an HTML error page, not the API's JSON 500, when a page view fails.
+
+    A database error gets 503 and a hint to check PostgreSQL; any other
+    exception gets 500. Both are logged with their traceback.
+    """
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -63,6 +67,18 @@ def render_page_errors(view: View) -> View:
                     "PostgreSQL is running.",
                 },
                 status=503,
+            )
+        except Exception:
+            logger.exception("Dashboard page %s failed", request.path)
+            return render(
+                request,
+                "dashboard/error.html",
+                {
+                    "title": "Dashboard error",
+                    "message": "The dashboard failed to build this page. The error is logged "
+                    "on the server; reload the page, and report it if it persists.",
+                },
+                status=500,
             )
 
     return wrapper
@@ -100,6 +116,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
         elif request.POST.get("sign_in") == "staff":
             staff_form = AdminAuthenticationForm(request, data=request.POST, prefix="staff")
             if staff_form.is_valid():
+                # Drop any key session, so that no key id outlives the switch.
+                request.session.flush()
                 login(request, staff_form.get_user())
                 logger.info("Dashboard sign-in of staff user %s", staff_form.get_user().pk)
                 return redirect(next_url(request))

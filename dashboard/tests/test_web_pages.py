@@ -273,3 +273,33 @@ def test_empty_tenant_shows_empty_states() -> None:
     assert "No job is running." in html
     assert "No failed or quarantined jobs." in html
     assert count_on_page(html, "failed") == 0
+
+
+def test_unexpected_error_renders_page(acme_key, monkeypatch) -> None:
+    client = Client()
+    key_login(client, acme_key.token)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("dashboard.stats.active_jobs", broken)
+    response = client.get("/dashboard/panels")
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+    assert "failed to build this page" in response.content.decode()
+
+
+def test_staff_login_replaces_key_session(acme_key) -> None:
+    User.objects.create_user("operator", password="pw-operator-1", is_staff=True)
+    client = Client()
+    key_login(client, acme_key.token)
+
+    client.post(
+        LOGIN_URL,
+        {"sign_in": "staff", "staff-username": "operator", "staff-password": "pw-operator-1"},
+    )
+
+    session = Session.objects.get(session_key=client.cookies["sessionid"].value)
+    assert "dashboard_api_key_id" not in session.get_decoded()
+    assert count_on_page(client.get("/dashboard/").content.decode(), "failed") == 4
