@@ -1,10 +1,10 @@
-"""Who is looking at the web dashboard, and which jobs they may see.
+"""Viewers of the web dashboard, and the jobs each of them may see.
 
 Two kinds of sign-in share Django's session:
 
 - staff users (Django accounts with is_staff) see every tenant and can
   narrow the page to one;
-- a tenant signs in once with an API key holding `dashboard:read`. The key
+- a tenant signs in once with an API key that has `dashboard:read`. The key
   is checked, and only its id and a digest of its current secret hash are
   kept in the server-side session. The browser keeps only the session
   cookie, not the key. Revoking or rotating the key, or removing the scope, ends the

@@ -287,8 +287,8 @@ def run_inspect(expected_workers: int) -> dict[str, Any]:
 def worker_status(now: datetime | None = None) -> dict[str, Any]:
     """Build the body of GET /v1/dashboard/workers.
 
-    Never raises for an unreachable broker or cache: `errors` lists what
-    could not be read, and the rest is filled from what could.
+    An unreachable broker or cache (Redis connection errors) is reported in
+    `errors`, and the rest of the body is filled from what could be read.
     """
     now = now or datetime.now(UTC)
     errors: list[str] = []

@@ -123,3 +123,23 @@ def test_workers_endpoint_reports_broker_outage() -> None:
     assert body["workers_online"] == 0
     assert body["queues"] == {"docling": None}
     assert any("broker (Redis) did not respond" in error for error in body["errors"])
+
+
+def test_workers_endpoint_reports_cache_outage(settings) -> None:
+    issued = create_api_key("acme", scopes=["dashboard:read"])
+    client = client_for(issued.token)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    # Rate limits count in the cache too, so they are switched off here.
+    settings.RATE_LIMITS = {}
+
+    response = client.get("/v1/dashboard/workers")
+
+    assert response.status_code == 200
+    errors = response.json()["errors"]
+    assert "Worker heartbeats could not be read from the cache." in errors
+    assert any("did not respond" in error for error in errors)
