@@ -558,6 +558,7 @@ class DoclingEngine:
                 ErrorCode.CONVERSION_FAILED,
                 f"Docling could not convert the document (status {status.value}).",
                 {"status": status.value, "error_count": len(messages)},
+                internal_errors=tuple(messages),
             )
         if status == ConversionStatus.PARTIAL_SUCCESS:
             logger.warning("Docling converted document %s only partially: %s", name, docling_result.errors)

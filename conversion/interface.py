@@ -112,11 +112,21 @@ class ConversionError(Exception):
     ``details`` contains JSON-serialisable facts such as page counts and limits.
     """
 
-    def __init__(self, error_code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        error_code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        internal_errors: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.error_code = error_code
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        # Docling's own error messages, for logs and for the caller to tell an
+        # interruption (such as a time limit) from a bad document. They may
+        # contain local paths, so they never go to API clients.
+        self.internal_errors = internal_errors
 
     def __str__(self) -> str:
         return f"{self.error_code}: {self.message}"

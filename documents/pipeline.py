@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
@@ -368,6 +369,12 @@ def run_convert(job: IngestionJob) -> bool:
             progress_callback=ProgressRecorder(job),
         )
     except ConversionError as exc:
+        # Docling catches exceptions raised inside its pipeline, Celery's
+        # soft time limit included, and reports them as a failed status.
+        if isinstance(exc.__cause__, SoftTimeLimitExceeded) or any(
+            error.startswith(SoftTimeLimitExceeded.__name__) for error in exc.internal_errors
+        ):
+            raise SoftTimeLimitExceeded() from exc
         raise JobFailure(exc.error_code, exc.message, exc.details) from exc
     elapsed = elapsed_ms_since(start)
 
