@@ -164,23 +164,40 @@ def test_error_response_carries_request_id(api_client) -> None:
     assert response["X-Request-ID"] == "abcdef0123456789"
 
 
+class CollectingHandler(logging.Handler):
+    """A handler with the context filter, as the console handler has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(LogContextFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.mark.django_db
-def test_upload_stores_request_id_on_job(caplog) -> None:
+def test_upload_stores_request_id_on_job() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     client = client_for(create_api_key("acme").token)
     request_id = "feedfacefeedfacefeedfacefeedface"
-    with caplog.at_level(logging.INFO, logger="documents.views"):
+    handler = CollectingHandler()
+    documents_logger = logging.getLogger("documents")
+    documents_logger.addHandler(handler)
+    try:
         response = client.post(
             "/v1/documents",
             {"file": SimpleUploadedFile("a.pdf", PDF_BYTES)},
             format="multipart",
             HTTP_X_REQUEST_ID=request_id,
         )
+    finally:
+        documents_logger.removeHandler(handler)
     assert response.status_code == 201, response.content
     job = IngestionJob.objects.get(pk=response.json()["job"]["id"])
     assert job.request_id == request_id
-    uploaded = [record for record in caplog.records if "uploaded" in record.getMessage()]
+    uploaded = [record for record in handler.records if "uploaded" in record.getMessage()]
     assert uploaded
     assert all(record.request_id == request_id for record in uploaded)
 
