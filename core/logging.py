@@ -13,14 +13,16 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 # The ids every record gets, as attributes of the same names; "" when unset.
 CONTEXT_FIELDS = ("request_id", "job_id", "celery_task_id")
 LOG_FORMATS = ("json", "plain")
 
+# Never mutated: binding sets a new mapping, so a token can restore the old one.
 _log_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "log_context", default={}
+    "log_context", default=MappingProxyType({})
 )
 
 

@@ -395,7 +395,6 @@ def current_relpath(document: Document) -> str:
     return document.storage_relpath_quarantine
 
 
-
 def is_empty_dir(path: Path) -> bool:
     try:
         return not any(path.iterdir())
