@@ -12,6 +12,10 @@
 Celery's "succeeded", "failed" and "retry" lines are written between
 `task_prerun` and `task_postrun` (celery/app/trace.py, Celery 5.7), so they
 carry the ids too.
+
+NOTE: the worker's "Task ... received" line comes from the main process
+before the task starts, so it carries only celery_task_id (taken from
+Celery's `data` extra by the log filter), not request_id or job_id.
 """
 
 import inspect

@@ -6,6 +6,7 @@ stage that finds the job gone, terminal or already past its stage returns
 without doing anything, so a redelivered task is harmless.
 """
 
+import contextvars
 import json
 import logging
 import shutil
@@ -141,7 +142,13 @@ class Heartbeat:
         self.job_id = job_id
         self.interval = interval_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        # A new thread starts with an empty context, so it runs in a copy of
+        # the task's, which keeps request_id, job_id and celery_task_id on its
+        # log lines.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=f"heartbeat-{job_id}", daemon=True
+        )
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

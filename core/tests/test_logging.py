@@ -256,3 +256,14 @@ def test_task_context_prefers_header() -> None:
         unbind_task_log_context(task_id="task-9")
     finally:
         scan_pdf_task.pop_request()
+
+
+def test_heartbeat_thread_keeps_log_context(monkeypatch) -> None:
+    from documents.pipeline import Heartbeat
+
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(Heartbeat, "_run", lambda self: seen.update(get_log_context()))
+    with log_context(request_id="req-12345678", job_id="job-1", celery_task_id="task-1"):
+        with Heartbeat("job-1", interval_seconds=0.01):
+            pass
+    assert seen == {"request_id": "req-12345678", "job_id": "job-1", "celery_task_id": "task-1"}
