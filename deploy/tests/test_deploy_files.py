@@ -346,3 +346,41 @@ def test_manage_wrapper_runs_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Would delete 0 items (none), 0 bytes." in result.stdout
+
+
+def test_env_file_written_once(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("write_env_file sets owner root, which needs root")
+    env_file = tmp_path / "etc" / "env"
+    values = {
+        "ENV_FILE": str(env_file),
+        "SERVICE_USER": "root",
+        "SERVER_NAME": "docling.example.com",
+        "DATABASE_URL": "postgres://u@h/d",
+        "DATA_ROOT": str(tmp_path / "data"),
+    }
+    first = run_install_function("write_env_file", values)
+    assert first.returncode == 0, first.stderr
+    text = env_file.read_text()
+    secret = re.search(r"^DJANGO_SECRET_KEY=(\S+)$", text, re.MULTILINE)
+    assert secret is not None
+    assert len(secret.group(1)) >= 50
+    assert "DJANGO_ALLOWED_HOSTS=docling.example.com\n" in text
+    assert oct(env_file.stat().st_mode & 0o777) == "0o640"
+
+    second = run_install_function("write_env_file", values)
+    assert second.returncode == 0, second.stderr
+    assert "Keeping the existing" in second.stdout
+    assert env_file.read_text() == text
+
+
+def test_set_env_file_value_replaces_line(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("DOCLING_ARTIFACTS_PATH=\nOTHER=1\n")
+    script = (
+        'set_env_file_value DOCLING_ARTIFACTS_PATH "/var/lib/a&b|c"; '
+        "set_env_file_value NEW_VALUE 2"
+    )
+    result = run_install_function(script, {"ENV_FILE": str(env_file)})
+    assert result.returncode == 0, result.stderr
+    assert env_file.read_text() == "DOCLING_ARTIFACTS_PATH=/var/lib/a&b|c\nOTHER=1\nNEW_VALUE=2\n"
