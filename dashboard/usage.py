@@ -70,7 +70,18 @@ def parse_usage_query(params: Mapping[str, str], today: date) -> UsageQuery:
     today. Raises ServiceError (400) naming the parameter.
     """
     end = parse_day(params, "to", today)
-    start = parse_day(params, "from", end - timedelta(days=DEFAULT_RANGE_DAYS - 1))
+    if end == date.max:
+        # The range ends before the next day, which date cannot represent.
+        raise ServiceError(
+            f"'to' must be before {date.max.isoformat()}.",
+            error_code="INVALID_DATE_RANGE",
+            details={"to": end.isoformat()},
+        )
+    try:
+        default_start = end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    except OverflowError:
+        default_start = date.min
+    start = parse_day(params, "from", default_start)
     if start > end:
         raise ServiceError(
             f"'from' ({start.isoformat()}) is after 'to' ({end.isoformat()}).",

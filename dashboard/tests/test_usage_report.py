@@ -235,3 +235,20 @@ def test_usage_csv_keeps_generated_values() -> None:
 
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert rows[0]["key_last4"] == "-LAc"
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"to": "9999-12-31"}, 400),
+        ({"from": "9999-12-30", "to": "9999-12-30"}, 200),
+        ({"to": "0001-01-05"}, 200),
+        ({"from": "0001-01-01", "to": "0001-01-01"}, 200),
+    ],
+)
+def test_usage_extreme_dates(params: dict[str, str], status: int) -> None:
+    issued = create_api_key("acme", scopes=["dashboard:read"])
+
+    response = client_for(issued.token).get(report_url(**params))
+
+    assert response.status_code == status, response.content
