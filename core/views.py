@@ -1,6 +1,8 @@
 """Health probes and the JSON answers for Django's own error handlers."""
 
 from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +11,10 @@ from .errors import json_error
 from .readiness import run_checks
 
 
+@extend_schema(
+    auth=[],
+    responses=inline_serializer("Health", {"status": serializers.CharField()}),
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])
@@ -17,6 +23,16 @@ def healthz(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
+@extend_schema(
+    auth=[],
+    responses={
+        status_code: inline_serializer(
+            f"Readiness{status_code}",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        )
+        for status_code in (200, 503)
+    },
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])

@@ -33,7 +33,7 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     document_id = serializers.UUIDField(read_only=True)
-    reused_from = serializers.UUIDField(source="reused_from_id", read_only=True)
+    reused_from = serializers.UUIDField(source="reused_from_id", read_only=True, allow_null=True)
     progress = serializers.SerializerMethodField()
     artifacts = ArtifactSerializer(many=True, read_only=True)
 
@@ -100,3 +100,26 @@ class DocumentSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         )
+
+
+class DocumentWithJobSerializer(serializers.Serializer):
+    """The answer to an upload or an ingest: the document and its new job."""
+
+    document = DocumentSerializer()
+    job = JobSerializer(allow_null=True)
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    """The multipart form of POST /v1/documents (documentation only)."""
+
+    file = serializers.FileField(help_text="The PDF; its bytes, not its name, decide the type.")
+    options = serializers.JSONField(
+        required=False, help_text="Conversion options as a JSON object; see the API description."
+    )
+    ingest = serializers.BooleanField(
+        required=False, default=True, help_text="false stores the document without a job."
+    )
+
+
+class IngestRequestSerializer(serializers.Serializer):
+    options = serializers.JSONField(required=False, help_text="Conversion options as a JSON object.")

@@ -6,6 +6,8 @@ accounts.scoping, so another tenant's objects answer 404.
 
 import json
 import logging
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -15,7 +17,12 @@ from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -24,7 +31,7 @@ from rest_framework.response import Response
 
 from accounts.authentication import require_api_key
 from accounts.models import ApiKey
-from accounts.scoping import scope_to_key
+from accounts.scoping import ScopedQuerysetMixin
 from accounts.throttling import UploadBurstThrottle, UploadSustainedThrottle
 from core.errors import ServiceError
 
@@ -35,8 +42,11 @@ from .options import resolve_options
 from .serializers import (
     ArtifactSerializer,
     DocumentSerializer,
+    DocumentWithJobSerializer,
+    IngestRequestSerializer,
     JobDetailSerializer,
     JobSerializer,
+    UploadRequestSerializer,
 )
 from .uploads import UPLOAD_FIELD, QuarantineUploadHandler
 
@@ -97,7 +107,7 @@ def document_with_job(document: Document, job: IngestionJob | None) -> dict[str,
     }
 
 
-class DocumentListCreateView(generics.ListAPIView):
+class DocumentListCreateView(ScopedQuerysetMixin, generics.ListAPIView):
     serializer_class = DocumentSerializer
     required_scopes = {"GET": "documents:read", "POST": "documents:write"}
     filterset_fields = ("status", "sha256")
@@ -108,11 +118,28 @@ class DocumentListCreateView(generics.ListAPIView):
             throttles += [UploadBurstThrottle(), UploadSustainedThrottle()]
         return throttles
 
-    def get_queryset(self) -> QuerySet[Document]:
-        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[Document]:
+        return Document.objects.all()
 
     parser_classes = [MultiPartParser]
 
+    @extend_schema(
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={
+            201: DocumentWithJobSerializer,
+            413: OpenApiResponse(description="FILE_TOO_LARGE"),
+            415: OpenApiResponse(description="UNSUPPORTED_MEDIA_TYPE: not a PDF"),
+            422: OpenApiResponse(description="IDEMPOTENCY_KEY_REUSED"),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request with the same key and body to get the same document and job.",
+            )
+        ],
+    )
     def post(self, request: Request) -> Response:
         api_key = require_api_key(request)
         max_bytes = settings.UPLOAD_MAX_SIZE_BYTES
@@ -156,21 +183,25 @@ class DocumentListCreateView(generics.ListAPIView):
         return response
 
 
-class DocumentDetailView(generics.RetrieveAPIView):
+class DocumentDetailView(ScopedQuerysetMixin, generics.RetrieveAPIView):
     serializer_class = DocumentSerializer
     required_scopes = {"GET": "documents:read"}
 
-    def get_queryset(self) -> QuerySet[Document]:
-        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[Document]:
+        return Document.objects.all()
 
 
-class DocumentIngestView(generics.GenericAPIView):
+class DocumentIngestView(ScopedQuerysetMixin, generics.GenericAPIView):
     required_scopes = {"POST": "documents:write"}
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    def get_queryset(self) -> QuerySet[Document]:
-        return scope_to_key(Document.objects.all(), require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[Document]:
+        return Document.objects.all()
 
+    @extend_schema(
+        request=IngestRequestSerializer,
+        responses={201: DocumentWithJobSerializer, 409: OpenApiResponse(description="DOCUMENT_DELETED")},
+    )
     def post(self, request: Request, pk: str) -> Response:
         api_key = require_api_key(request)
         document = self.get_object()
@@ -180,14 +211,45 @@ class DocumentIngestView(generics.GenericAPIView):
         return Response(document_with_job(document, job), status=status.HTTP_201_CREATED)
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC.
+
+    Python accepts offsets up to 24 hours but PostgreSQL only up to 16, so
+    the value is sent to the database in UTC; one that leaves the calendar's
+    range in UTC is rejected here instead of failing in the query.
+    """
+
+    def clean(self, value: Any) -> datetime | None:
+        result = super().clean(value)
+        if result is None:
+            return None
+        try:
+            return result.astimezone(dt_timezone.utc)
+        except OverflowError as exc:
+            raise forms.ValidationError("The date is out of range.") from exc
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class JobFilter(django_filters.FilterSet):
     document_id = django_filters.UUIDFilter(field_name="document_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = IngestionJob
         fields = ("status", "stage", "document_id", "created_after", "created_before")
+
+
+class ArtifactFilter(django_filters.FilterSet):
+    # A plain UUID filter: an unknown job id gives an empty list, not a 400.
+    job_id = django_filters.UUIDFilter(field_name="job_id")
+
+    class Meta:
+        model = Artifact
+        fields = ("job_id", "kind")
 
 
 class JobCursorPagination(CursorPagination):
@@ -198,8 +260,18 @@ class JobCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     ordering = "-created_at"
 
+    def decode_cursor(self, request: Request) -> Any:
+        # DRF answers a damaged cursor with 404; it is a bad parameter.
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise ServiceError(
+                "The cursor parameter is invalid: use the 'next' or 'previous' link as given.",
+                error_code="INVALID_CURSOR",
+            ) from exc
 
-class JobListView(generics.ListAPIView):
+
+class JobListView(ScopedQuerysetMixin, generics.ListAPIView):
     serializer_class = JobSerializer
     required_scopes = {"GET": "jobs:read"}
     filterset_class = JobFilter
@@ -207,23 +279,26 @@ class JobListView(generics.ListAPIView):
     ordering_fields = ("created_at", "finished_at")
     pagination_class = JobCursorPagination
 
-    def get_queryset(self) -> QuerySet[IngestionJob]:
-        queryset = IngestionJob.objects.prefetch_related("artifacts")
-        return scope_to_key(queryset, require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[IngestionJob]:
+        return IngestionJob.objects.prefetch_related("artifacts")
 
 
-class JobActionView(generics.GenericAPIView):
+class JobActionView(ScopedQuerysetMixin, generics.GenericAPIView):
     """Base of the job actions: find the job in the caller's scope, act, return it."""
 
     required_scopes = {"POST": "jobs:write"}
     serializer_class = JobSerializer
 
-    def get_queryset(self) -> QuerySet[IngestionJob]:
-        return scope_to_key(IngestionJob.objects.all(), require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[IngestionJob]:
+        return IngestionJob.objects.all()
 
     def act(self, job: IngestionJob, api_key: ApiKey) -> IngestionJob:
         raise NotImplementedError
 
+    @extend_schema(
+        request=None,
+        responses={200: JobSerializer, 409: OpenApiResponse(description="The job is in the wrong state.")},
+    )
     def post(self, request: Request, pk: str) -> Response:
         api_key = require_api_key(request)
         job = self.act(self.get_object(), api_key)
@@ -241,31 +316,37 @@ class JobRetryView(JobActionView):
         return services.retry_job(job, api_key)
 
 
-class JobDetailView(generics.RetrieveAPIView):
+class JobDetailView(ScopedQuerysetMixin, generics.RetrieveAPIView):
     serializer_class = JobDetailSerializer
     required_scopes = {"GET": "jobs:read"}
 
-    def get_queryset(self) -> QuerySet[IngestionJob]:
-        queryset = IngestionJob.objects.prefetch_related("artifacts", "events")
-        return scope_to_key(queryset, require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[IngestionJob]:
+        return IngestionJob.objects.prefetch_related("artifacts", "events")
 
 
-class ArtifactListView(generics.ListAPIView):
+class ArtifactListView(ScopedQuerysetMixin, generics.ListAPIView):
     serializer_class = ArtifactSerializer
     required_scopes = {"GET": "artifacts:read"}
-    filterset_fields = ("job_id", "kind")
+    filterset_class = ArtifactFilter
 
-    def get_queryset(self) -> QuerySet[Artifact]:
-        return scope_to_key(Artifact.objects.all(), require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[Artifact]:
+        return Artifact.objects.all()
 
 
-class ArtifactDownloadView(generics.GenericAPIView):
+class ArtifactDownloadView(ScopedQuerysetMixin, generics.GenericAPIView):
     required_scopes = {"GET": "artifacts:read"}
 
-    def get_queryset(self) -> QuerySet[Artifact]:
-        queryset = Artifact.objects.select_related("job__document")
-        return scope_to_key(queryset, require_api_key(self.request))
+    def base_queryset(self) -> QuerySet[Artifact]:
+        return Artifact.objects.select_related("job__document")
 
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The artifact file, with its content type."
+            ),
+            410: OpenApiResponse(description="ARTIFACT_GONE"),
+        }
+    )
     def get(self, request: Request, pk: str) -> HttpResponse | FileResponse:
         artifact = get_object_or_404(self.get_queryset(), pk=pk)
         return artifact_response(artifact, download_filename(artifact))
