@@ -69,7 +69,7 @@ from docling_core.types.doc import BoundingBox, CoordOrigin, DocItemLabel, Docli
 from docling_core.types.doc.page import TextCell  # noqa: E402
 from huggingface_hub.errors import LocalEntryNotFoundError  # noqa: E402
 
-from conversion import cdla_layout  # noqa: E402
+from conversion import cdla_layout, pdf_checks  # noqa: E402
 from conversion.readiness import (  # noqa: E402
     HERON_MODEL_FOLDER,
     TABLEFORMER_MODEL_FOLDER,
@@ -721,6 +721,11 @@ def preflight_pdf(path: Path, options: ConversionOptions) -> int:
             {"detected_signature": head[:8].hex()},
         )
 
+    # pypdf looks at the structure first, without decoding any stream, so a
+    # file that would make pdfium allocate gigabytes is rejected before it.
+    pdf_checks.check_structure(
+        path, options.max_pages, options.max_page_side_inches, options.max_image_pixels
+    )
     try:
         document = pypdfium2.PdfDocument(str(path))
     except pypdfium2.PdfiumError as error:

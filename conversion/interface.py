@@ -59,6 +59,9 @@ class ConversionOptions:
     max_pages: int | None = None
     max_file_size_bytes: int | None = None
     page_range: tuple[int, int] | None = None
+    # Checked before Docling opens the file; None turns a check off.
+    max_page_side_inches: float | None = None
+    max_image_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.table_mode not in TABLE_MODES:
@@ -101,6 +104,8 @@ class ErrorCode:
     PDF_CORRUPT = "PDF_CORRUPT"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     PAGE_LIMIT_EXCEEDED = "PAGE_LIMIT_EXCEEDED"
+    PAGE_TOO_LARGE = "PAGE_TOO_LARGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     CONVERSION_FAILED = "CONVERSION_FAILED"
 
@@ -130,3 +135,7 @@ class ConversionError(Exception):
 
     def __str__(self) -> str:
         return f"{self.error_code}: {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors travel from the conversion process to the worker by pickle.
+        return (type(self), (self.error_code, self.message, self.details, self.internal_errors))

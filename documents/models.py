@@ -129,6 +129,11 @@ class IngestionJob(BaseModel):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     stage_started_at = models.DateTimeField(null=True, blank=True)
     requeue_count = models.PositiveIntegerField(default=0)
+    # Conversions of this job whose process died (a crash or a resource
+    # cap), counted here and not in the broker, so a poison PDF stops after
+    # CONVERSION_MAX_CRASHES while a worker lost for other reasons is still
+    # requeued.
+    conversion_crashes = models.PositiveIntegerField(default=0)
     pages_done = models.PositiveIntegerField(null=True, blank=True)
     pages_total = models.PositiveIntegerField(null=True, blank=True)
     # SHA-256 of the document's bytes, the resolved options and the Docling

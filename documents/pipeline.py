@@ -19,7 +19,8 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core.engines import current_signature_set, engine_config, scanner
@@ -338,8 +339,8 @@ def engine_config_for(options: dict[str, Any]):  # noqa: ANN201 - conversion.Eng
 
 
 def run_convert(job: IngestionJob) -> bool:
-    from conversion.docling_engine import get_engine
     from conversion.interface import ConversionError, ConversionOptions
+    from conversion.sandbox import Limits, ProcessCrashed, conversion_process
 
     options = job.options_json
     max_file_size_mb = options.get("max_file_size_mb")
@@ -360,21 +361,29 @@ def run_convert(job: IngestionJob) -> bool:
         max_pages=options["max_pages"],
         max_file_size_bytes=settings.UPLOAD_MAX_SIZE_BYTES,
         page_range=tuple(page_range) if page_range else None,
+        max_page_side_inches=settings.MAX_PAGE_SIDE_INCHES,
+        max_image_pixels=settings.MAX_IMAGE_PIXELS,
+    )
+    limits = Limits(
+        memory_mb=settings.CONVERSION_MAX_MEMORY_MB,
+        cpu_seconds=settings.CONVERSION_MAX_CPU_SECONDS,
     )
     folder = work_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        engine = get_engine(engine_config_for(options))
         # The document name is stored in the Docling JSON; the client's file
         # name (not the storage name) keeps artifacts identical across uploads.
-        result = engine.convert(
+        result = conversion_process(engine_config_for(options)).convert(
             job.document.get_clean_path(),
             conversion_options,
             folder / DOCLING_JSON_NAME,
             document_name=job.document.original_filename or "document.pdf",
+            limits=limits,
             progress_callback=ProgressRecorder(job),
         )
+    except ProcessCrashed as crash:
+        return handle_crash(job, crash)
     except ConversionError as exc:
         # Docling catches exceptions raised inside its pipeline, Celery's
         # soft time limit included, and reports them as a failed status.
@@ -415,6 +424,44 @@ def run_convert(job: IngestionJob) -> bool:
             level=JobEvent.Level.WARNING,
         )
     return complete_stage(job, "convert_ms", elapsed, Stage.EXPORTING)
+
+
+def handle_crash(job: IngestionJob, crash: Any) -> bool:
+    """Record a dead conversion process; fail the job or convert once more.
+
+    A broken cap fails at once: the same file would break it again. An
+    unexplained crash is tried again until the job has crashed
+    CONVERSION_MAX_CRASHES times, so one poison PDF cannot cycle forever.
+    """
+    IngestionJob.objects.filter(pk=job.pk).update(conversion_crashes=F("conversion_crashes") + 1)
+    job.refresh_from_db(fields=["conversion_crashes"])
+    logger.error(
+        "Conversion process of job %s died (%s): %s %s",
+        job.pk, crash.reason, crash.description, crash.details,
+    )
+    details = {**crash.details, "conversion_crashes": job.conversion_crashes}
+    if crash.reason in ("memory", "cpu"):
+        raise JobFailure("RESOURCE_LIMIT", crash.description, {**details, "limit": crash.reason})
+    if job.conversion_crashes >= settings.CONVERSION_MAX_CRASHES:
+        raise JobFailure(
+            "WORKER_CRASHED",
+            f"{crash.description} The conversion crashed {job.conversion_crashes} times "
+            f"(CONVERSION_MAX_CRASHES={settings.CONVERSION_MAX_CRASHES}); it is not tried again.",
+            details,
+        )
+    record_event(
+        job,
+        f"Conversion process crashed ({crash.description}); converting again",
+        details,
+        level=JobEvent.Level.WARNING,
+    )
+    with transaction.atomic():
+        updated = IngestionJob.objects.filter(
+            pk=job.pk, status=Status.RUNNING, celery_task_id=job.celery_task_id
+        ).update(heartbeat_at=timezone.now())
+        if updated:
+            enqueue_stage(job, Stage.CONVERTING)
+    return False
 
 
 def intact_conversion(job: IngestionJob) -> bool:

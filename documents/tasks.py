@@ -16,7 +16,7 @@ from django.conf import settings
 from core.engines import engine_config
 from scanning import ScannerUnavailable
 
-from . import pipeline
+from . import pipeline, storage
 from .jobs import discard_outputs, record_event
 from .models import IngestionJob, JobEvent
 from .pipeline import JobFailure, TaskContext
@@ -28,15 +28,15 @@ Stage = IngestionJob.Stage
 
 @worker_process_init.connect
 def warm_up_docling(**kwargs: object) -> None:
-    """Load Docling's models when a worker process starts, not on its first job."""
+    """Start the conversion process, which loads Docling's models, with the worker process."""
     if not settings.DOCLING_WARM_UP:
         return
-    from conversion.docling_engine import get_engine
     from conversion.interface import ConversionError
+    from conversion.sandbox import ProcessCrashed, conversion_process
 
     try:
-        get_engine(engine_config()).warm_up()
-    except ConversionError as exc:
+        conversion_process(engine_config()).start()
+    except (ConversionError, ProcessCrashed) as exc:
         # Jobs will fail with the same code; the worker still starts so that
         # scans and readiness probes keep working.
         logger.error("Docling warm-up failed: %s", exc)
@@ -58,10 +58,19 @@ def _run_stage(
     if job is None:
         return
     try:
-        with pipeline.Heartbeat(job.pk, settings.JOB_HEARTBEAT_SECONDS):
+        with pipeline.Heartbeat(job.pk, settings.JOB_HEARTBEAT_SECONDS), storage.raising_storage_full():
             work(job)
     except JobFailure as failure:
         pipeline.fail(job, failure)
+    except storage.StorageFull:
+        pipeline.fail(
+            job,
+            JobFailure(
+                "STORAGE_FULL",
+                f"DATA_ROOT ran out of space during the {stage.lower()} stage. The job's partial "
+                "outputs were removed; retry the job once the operator has freed space.",
+            ),
+        )
     except SoftTimeLimitExceeded:
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         pipeline.fail(
@@ -85,6 +94,9 @@ def _run_stage(
                 "The error is logged on the worker; retry the job or contact the operator.",
             ),
         )
+    # A full disk must not leave a half-set of outputs, and deleting them frees space.
+    if job.error_code == "STORAGE_FULL":
+        discard_outputs(job)
     # A job canceled while this stage ran may have outputs the cancel did not
     # see yet; remove them so a canceled job never keeps a partial set.
     if IngestionJob.objects.filter(pk=job.pk, status=IngestionJob.Status.CANCELED).exists():

@@ -183,6 +183,17 @@ TESSDATA_PREFIX = env.str(
 )
 
 JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=3)
+# Caps of one conversion, enforced in its own process: address space it may
+# add to the warm process (MiB) and CPU seconds (all threads together). A
+# conversion that breaks one fails with RESOURCE_LIMIT.
+CONVERSION_MAX_MEMORY_MB = positive_int("CONVERSION_MAX_MEMORY_MB", 6144)
+CONVERSION_MAX_CPU_SECONDS = positive_int("CONVERSION_MAX_CPU_SECONDS", 1500)
+# Conversions of one job whose process crashed before the job fails with
+# WORKER_CRASHED instead of being tried again.
+CONVERSION_MAX_CRASHES = positive_int("CONVERSION_MAX_CRASHES", 2)
+# Cheap checks before Docling opens a file.
+MAX_PAGE_SIDE_INCHES = positive_int("MAX_PAGE_SIDE_INCHES", 100)
+MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 200_000_000)
 # Server-wide defaults for conversion options, as a JSON object with the same
 # keys a client sends, e.g. {"do_ocr": false, "chunking": {"strategy": "hierarchical"}}.
 # The documents app checks it at start-up.

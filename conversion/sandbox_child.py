@@ -1,0 +1,116 @@
+"""The conversion process: load Docling once, then convert job after job.
+
+Started by conversion.sandbox.ConversionProcess with the number of a
+socket file descriptor; messages are pickled tuples over that socket.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import resource
+import signal
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from conversion.interface import ConversionError
+from conversion.sandbox import EXIT_MEMORY_ERROR, Limits
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies.
+
+    A canceled job's pool process is killed with SIGKILL; without this the
+    conversion would go on using CPU with nobody waiting for it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+def address_space_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def apply_limits(limits: Limits) -> None:
+    """Cap what the next conversion may add: address space and CPU seconds."""
+    used_cpu = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_now = int(used_cpu.ru_utime + used_cpu.ru_stime) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_now + limits.cpu_seconds, resource.RLIM_INFINITY))
+    memory = address_space_bytes() + limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, resource.RLIM_INFINITY))
+
+
+def lift_limits() -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def ran_out_of_memory(error: ConversionError) -> bool:
+    """True when Docling reported a MemoryError as a failed conversion."""
+    return isinstance(error.__cause__, MemoryError) or any(
+        message.startswith("MemoryError") for message in error.internal_errors
+    )
+
+
+def serve(connection: Connection) -> None:
+    from conversion.docling_engine import get_engine
+
+    _, config = connection.recv()
+    try:
+        engine = get_engine(config)
+        engine.warm_up()
+    except ConversionError as exc:
+        connection.send(("error", exc))
+        return
+    connection.send(("ready",))
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            return
+        _, pdf_path, options, output_path, document_name, limits = message
+
+        def progress(done: int, total: int) -> None:
+            connection.send(("progress", done, total))
+
+        apply_limits(limits)
+        try:
+            result = engine.convert(
+                Path(pdf_path),
+                options,
+                Path(output_path),
+                document_name=document_name,
+                progress_callback=progress,
+            )
+        except ConversionError as exc:
+            if ran_out_of_memory(exc):
+                # The process may be left in a bad state: exit, and let the
+                # parent report the memory limit and start a new process.
+                os._exit(EXIT_MEMORY_ERROR)
+            lift_limits()
+            connection.send(("error", exc))
+            continue
+        except MemoryError:
+            os._exit(EXIT_MEMORY_ERROR)
+        lift_limits()
+        gc.collect()
+        connection.send(("result", result))
+
+
+def main() -> None:
+    die_with_parent()
+    # No core files from a conversion killed at its CPU limit (SIGXCPU).
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    connection = Connection(int(sys.argv[1]))
+    serve(connection)
+
+
+if __name__ == "__main__":
+    main()
