@@ -33,6 +33,7 @@ REQUEST_ERRORS: dict[str, tuple[int, str]] = {
     "IDEMPOTENCY_KEY_REUSED": (422, "The Idempotency-Key was used before with a different request."),
     "RATE_LIMITED": (429, "Too many requests for this key; wait Retry-After seconds."),
     "INTERNAL_ERROR": (500, "The server failed; the error is logged with the request id."),
+    "STORAGE_FULL": (507, "DATA_ROOT is full (ENOSPC or EDQUOT), so the upload was not stored; retry once the operator frees space."),
 }
 
 JOB_ERRORS: dict[str, str] = {
@@ -48,6 +49,7 @@ JOB_ERRORS: dict[str, str] = {
     "CONVERSION_FAILED": "Docling could not convert the document.",
     "TIMEOUT": "A stage ran past its time limit; the message names the limit.",
     "LOST_WORKER": "The worker running the job was lost too many times.",
+    "STORAGE_FULL": "DATA_ROOT filled up while a stage wrote its files; the partial outputs were removed. Retry once space is freed.",
     "CANCELED": "The job was canceled on request.",
     "INTERNAL_ERROR": "A stage failed unexpectedly; the worker log has the details.",
 }
