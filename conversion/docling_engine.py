@@ -8,6 +8,7 @@ without Docling's own layout model.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -564,7 +565,18 @@ class DoclingEngine:
             logger.warning("Docling converted document %s only partially: %s", name, docling_result.errors)
 
         document = docling_result.document
-        write_document_json(document, Path(output_json_path))
+        try:
+            write_document_json(document, Path(output_json_path))
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            logger.error("No space left to write the Docling JSON of document %s: %s", name, error)
+            raise ConversionError(
+                ErrorCode.STORAGE_FULL,
+                "The server's disk is full, so the converted document could not be stored. "
+                "Retry once the operator has freed space.",
+                {"errno": errno.errorcode[error.errno]},
+            ) from error
         library_versions = versions()
         return ConversionResult(
             document_json_path=str(output_json_path),

@@ -108,6 +108,8 @@ class ErrorCode:
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     CONVERSION_FAILED = "CONVERSION_FAILED"
+    # The disk had no space (ENOSPC) or quota (EDQUOT) left for the Docling JSON.
+    STORAGE_FULL = "STORAGE_FULL"
 
 
 class ConversionError(Exception):

@@ -130,6 +130,7 @@ class DocumentListCreateView(ScopedQuerysetMixin, generics.ListAPIView):
             413: OpenApiResponse(description="FILE_TOO_LARGE"),
             415: OpenApiResponse(description="UNSUPPORTED_MEDIA_TYPE: not a PDF"),
             422: OpenApiResponse(description="IDEMPOTENCY_KEY_REUSED"),
+            507: OpenApiResponse(description="STORAGE_FULL: no space left in DATA_ROOT"),
         },
         parameters=[
             OpenApiParameter(
