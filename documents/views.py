@@ -317,12 +317,47 @@ class JobRetryView(JobActionView):
         return services.retry_job(job, api_key)
 
 
+def parse_wait_seconds(raw: str | None) -> int:
+    if raw in (None, ""):
+        return 0
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= services.MAX_JOB_WAIT_SECONDS:
+        raise ServiceError(
+            f"The 'wait' parameter must be a whole number of seconds from 0 to "
+            f"{services.MAX_JOB_WAIT_SECONDS}, got '{raw[:20]}'.",
+            error_code="VALIDATION_ERROR",
+        )
+    return seconds
+
+
 class JobDetailView(ScopedQuerysetMixin, generics.RetrieveAPIView):
     serializer_class = JobDetailSerializer
     required_scopes = {"GET": "jobs:read"}
 
     def base_queryset(self) -> QuerySet[IngestionJob]:
         return IngestionJob.objects.prefetch_related("artifacts", "events")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description=(
+                    "Hold the request up to this many seconds (0 to 60) until the job is "
+                    "SUCCEEDED, FAILED, CANCELED or QUARANTINED, then return it as it is."
+                ),
+            )
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        wait = parse_wait_seconds(request.query_params.get("wait"))
+        if wait:
+            # get_object() first, so another tenant's id answers 404 at once.
+            services.wait_for_job_end(self.get_object().pk, wait)
+        return super().get(request, *args, **kwargs)
 
 
 class ArtifactListView(ScopedQuerysetMixin, generics.ListAPIView):
