@@ -814,9 +814,33 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+# The export and chunking stages of a job usually run one after the other in
+# the same worker process, so the last document loaded is kept for the next
+# call. The key includes the file's inode, size and modification time, and
+# the JSON is only ever replaced by rename, so a rewritten file is loaded
+# again. Files above the size limit are not kept, which bounds the memory.
+LOADED_DOCUMENT_CACHE_MAX_BYTES = 16 * 1024 * 1024
+_last_loaded: tuple[tuple[Any, ...], DoclingDocument] | None = None
+_last_loaded_lock = threading.Lock()
+
+
 def load_document(json_path: str | os.PathLike[str]) -> DoclingDocument:
-    """Load a document written by ``DoclingEngine.convert()``."""
-    return DoclingDocument.load_from_json(Path(json_path))
+    """Load a document written by ``DoclingEngine.convert()``.
+
+    A second call for the same unchanged file returns the same object, so
+    callers must not modify it (exports and chunkers only read it).
+    """
+    global _last_loaded
+    path = Path(json_path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _last_loaded_lock:
+        if _last_loaded is not None and _last_loaded[0] == key:
+            return _last_loaded[1]
+    document = DoclingDocument.load_from_json(path)
+    with _last_loaded_lock:
+        _last_loaded = (key, document) if stat.st_size <= LOADED_DOCUMENT_CACHE_MAX_BYTES else None
+    return document
 
 
 def export_markdown(document: DoclingDocument) -> str:
