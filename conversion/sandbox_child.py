@@ -69,6 +69,11 @@ def serve(connection: Connection) -> None:
     except ConversionError as exc:
         connection.send(("error", exc))
         return
+    # The loaded models are about 590,000 Python objects that live as long as
+    # the process. A full collection traverses them all, which took 0.3 s per
+    # job (Docling 2.142.1, 2-core EPYC). Once they are frozen, the collection
+    # after a job takes about 1 ms and still frees the job's garbage.
+    gc.freeze()
     connection.send(("ready",))
     while True:
         try:
