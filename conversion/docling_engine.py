@@ -587,6 +587,7 @@ class DoclingEngine:
             ocr_engine=self.config.ocr_engine if options.do_ocr else "none",
             seconds=round(time.monotonic() - started, 3),
             recovered=status == ConversionStatus.PARTIAL_SUCCESS,
+            partial_errors=tuple(error.error_message for error in docling_result.errors),
         )
 
     def _check_model_files(self, key: _PipelineKey) -> None:

@@ -94,6 +94,9 @@ class ConversionResult:
     ocr_engine: str
     seconds: float
     recovered: bool = False
+    # Docling's messages for the parts it could not convert (when recovered);
+    # they may contain local paths, so they are for logs and checks only.
+    partial_errors: tuple[str, ...] = ()
 
 
 class ErrorCode:

@@ -83,13 +83,15 @@ class ConversionProcess:
         )
         child_end.close()
         self._connection = Connection(parent_end.detach())
-        self._connection.send(("config", self.config))
-        if not self._connection.poll(READY_TIMEOUT_SECONDS):
-            self.stop()
-            raise ConversionError("CONVERSION_FAILED", "The conversion process did not start in time.")
         try:
+            self._connection.send(("config", self.config))
+            if not self._connection.poll(READY_TIMEOUT_SECONDS):
+                self.stop()
+                raise ConversionError(
+                    "CONVERSION_FAILED", "The conversion process did not start in time."
+                )
             message = self._connection.recv()
-        except EOFError:
+        except (EOFError, OSError):
             raise self._crash_report() from None
         if message[0] == "error":
             self._reap()
@@ -114,28 +116,44 @@ class ConversionProcess:
         progress_callback: Callable[[int, int], None] | None = None,
     ) -> ConversionResult:
         """Convert in the child; raise ConversionError or ProcessCrashed."""
+        message = ("convert", str(pdf_path), options, str(output_json_path), document_name, limits)
+        return self._request(message, limits, progress_callback)
+
+    def export(self, json_path: Path, formats: list[str], limits: Limits) -> dict[str, bytes]:
+        """Return the requested exports (markdown, text, doctags) of a Docling JSON file."""
+        return self._request(("call", "export", {"json_path": str(json_path), "formats": formats}, limits), limits)
+
+    def chunk(self, json_path: Path, limits: Limits, **settings: Any) -> list[dict[str, Any]]:
+        """Return the chunks of a Docling JSON file (see docling_engine.chunk for settings)."""
+        return self._request(("call", "chunk", {"json_path": str(json_path), **settings}, limits), limits)
+
+    def _request(
+        self,
+        message: tuple[Any, ...],
+        limits: Limits,
+        progress_callback: Callable[[int, int], None] | None = None,
+    ) -> Any:
         self.start()
         assert self._connection is not None
         try:
-            self._connection.send(
-                ("convert", str(pdf_path), options, str(output_json_path), document_name, limits)
-            )
+            self._connection.send(message)
             while True:
-                message = self._connection.recv()
-                kind = message[0]
+                reply = self._connection.recv()
+                kind = reply[0]
                 if kind == "progress" and progress_callback is not None:
-                    progress_callback(message[1], message[2])
+                    progress_callback(reply[1], reply[2])
                 elif kind == "result":
-                    return message[1]
+                    return reply[1]
                 elif kind == "error":
-                    raise message[1]
-        except (EOFError, ConnectionError, BrokenPipeError):
+                    raise reply[1]
+        except (EOFError, OSError):
             raise self._crash_report(limits) from None
+        except ConversionError:
+            raise
         except BaseException:
             # A time limit or cancel interrupted the wait: the child may be
             # mid-conversion, so it cannot take the next job.
-            if not isinstance(sys.exc_info()[1], ConversionError):
-                self.stop()
+            self.stop()
             raise
 
     def _reap(self) -> tuple[int, Any] | None:

@@ -52,11 +52,34 @@ def lift_limits() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
+# How allocation failures read in Docling's error messages: numpy's
+# "Unable to allocate", Python's MemoryError, C++'s std::bad_alloc.
+MEMORY_ERROR_MARKERS = ("MemoryError", "Unable to allocate", "bad_alloc", "out of memory")
+
+
+def mentions_memory_error(messages: tuple[str, ...]) -> bool:
+    return any(marker in message for message in messages for marker in MEMORY_ERROR_MARKERS)
+
+
 def ran_out_of_memory(error: ConversionError) -> bool:
-    """True when Docling reported a MemoryError as a failed conversion."""
-    return isinstance(error.__cause__, MemoryError) or any(
-        message.startswith("MemoryError") for message in error.internal_errors
-    )
+    """True when Docling reported an allocation failure as a failed conversion."""
+    return isinstance(error.__cause__, MemoryError) or mentions_memory_error(error.internal_errors)
+
+
+def export(json_path: str, formats: list[str]) -> dict[str, bytes]:
+    from conversion.docling_engine import export_bytes, load_document
+
+    document = load_document(json_path)
+    return {name: export_bytes(document, name) for name in formats}
+
+
+def chunk(json_path: str, **settings: object) -> list[dict]:
+    from conversion import docling_engine
+
+    return docling_engine.chunk(docling_engine.load_document(json_path), **settings)
+
+
+CALLS = {"export": export, "chunk": chunk}
 
 
 def serve(connection: Connection) -> None:
@@ -80,6 +103,25 @@ def serve(connection: Connection) -> None:
             message = connection.recv()
         except EOFError:
             return
+        if message[0] == "call":
+            _, name, arguments, limits = message
+            apply_limits(limits)
+            try:
+                result = CALLS[name](**arguments)
+            except MemoryError:
+                os._exit(EXIT_MEMORY_ERROR)
+            except Exception as exc:  # noqa: BLE001 - reported to the worker, which fails the job
+                lift_limits()
+                connection.send(("error", ConversionError(
+                    "CONVERSION_FAILED",
+                    f"Docling failed to {name} the document ({type(exc).__name__}).",
+                    {"exception": type(exc).__name__},
+                    internal_errors=(repr(exc),),
+                )))
+                continue
+            lift_limits()
+            connection.send(("result", result))
+            continue
         _, pdf_path, options, output_path, document_name, limits = message
 
         def progress(done: int, total: int) -> None:
@@ -103,6 +145,10 @@ def serve(connection: Connection) -> None:
             connection.send(("error", exc))
             continue
         except MemoryError:
+            os._exit(EXIT_MEMORY_ERROR)
+        if mentions_memory_error(result.partial_errors):
+            # Docling skipped pages it had no memory for and called the
+            # result partial; a document missing pages is not a success.
             os._exit(EXIT_MEMORY_ERROR)
         lift_limits()
         gc.collect()

@@ -39,6 +39,11 @@ REQUEST_ERRORS: dict[str, tuple[int, str]] = {
 JOB_ERRORS: dict[str, str] = {
     "VIRUS_FOUND": "clamd found a signature (named in error_details_json.signature); the job is QUARANTINED.",
     "SCANNER_UNAVAILABLE": "clamd was unreachable after every retry; the file was not converted.",
+    "SCAN_LIMIT_EXCEEDED": "The file expands past clamd's scan limits (MaxFileSize, MaxScanSize...), so it was not converted.",
+    "RESOURCE_LIMIT": "The conversion broke its memory or CPU cap (CONVERSION_MAX_MEMORY_MB, CONVERSION_MAX_CPU_SECONDS).",
+    "WORKER_CRASHED": "The conversion process crashed CONVERSION_MAX_CRASHES times.",
+    "PAGE_TOO_LARGE": "A page is larger than MAX_PAGE_SIDE_INCHES.",
+    "IMAGE_TOO_LARGE": "An image declares more pixels than MAX_IMAGE_PIXELS.",
     "SCAN_FAILED": "clamd rejected the file (for example above its stream size limit).",
     "PDF_ENCRYPTED": "The PDF needs a password to open.",
     "PDF_CORRUPT": "The PDF is damaged beyond what the reader can repair.",

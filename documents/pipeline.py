@@ -37,6 +37,8 @@ Status = IngestionJob.Status
 
 # clamd's verdict (with AlertEncryptedDoc) on a PDF that needs a password.
 ENCRYPTED_PDF_HEURISTIC = "Heuristics.Encrypted.PDF"
+# clamd's verdict (with AlertExceedsMax) on a file past MaxFileSize, MaxScanSize...
+LIMITS_EXCEEDED_HEURISTIC = "Heuristics.Limits.Exceeded"
 CONVERT_META_NAME = "convert.json"
 DOCLING_JSON_NAME = "docling.json"
 
@@ -222,6 +224,16 @@ def run_scan(job: IngestionJob) -> bool:
             result = scanner().scan_file(document.get_quarantine_path())
         except ScanFailed as exc:
             raise JobFailure("SCAN_FAILED", f"The virus scanner rejected the file: {exc}") from exc
+        if not result.clean and (result.signature or "").startswith(LIMITS_EXCEEDED_HEURISTIC):
+            # The file expands past what clamd inspects (with AlertExceedsMax):
+            # no virus was found, but the file was not fully scanned either.
+            record_event(job, "Scan result", {"clean": False, "signature": result.signature})
+            raise JobFailure(
+                "SCAN_LIMIT_EXCEEDED",
+                "The file expands beyond the virus scanner's limits, so it cannot be scanned "
+                "completely and is not converted.",
+                {"signature": result.signature},
+            )
         if not result.clean and (result.signature or "").startswith(ENCRYPTED_PDF_HEURISTIC):
             # clamd cannot look inside a PDF that needs a password, and
             # neither can Docling: the file stays in quarantine, unconverted.
@@ -340,7 +352,7 @@ def engine_config_for(options: dict[str, Any]):  # noqa: ANN201 - conversion.Eng
 
 def run_convert(job: IngestionJob) -> bool:
     from conversion.interface import ConversionError, ConversionOptions
-    from conversion.sandbox import Limits, ProcessCrashed, conversion_process
+    from conversion.sandbox import ProcessCrashed, conversion_process
 
     options = job.options_json
     max_file_size_mb = options.get("max_file_size_mb")
@@ -364,12 +376,10 @@ def run_convert(job: IngestionJob) -> bool:
         max_page_side_inches=settings.MAX_PAGE_SIDE_INCHES,
         max_image_pixels=settings.MAX_IMAGE_PIXELS,
     )
-    limits = Limits(
-        memory_mb=settings.CONVERSION_MAX_MEMORY_MB,
-        cpu_seconds=settings.CONVERSION_MAX_CPU_SECONDS,
-    )
+    limits = sandbox_limits()
     folder = work_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
+    IngestionJob.objects.filter(pk=job.pk).update(pages_done=0, pages_total=None)
     start = time.monotonic()
     try:
         # The document name is stored in the Docling JSON; the client's file
@@ -497,45 +507,68 @@ def store_artifact(job: IngestionJob, kind: str, data: bytes) -> Artifact:
     return artifact
 
 
-def run_export(job: IngestionJob) -> bool:
-    from conversion.docling_engine import (
-        export_doctags,
-        export_markdown,
-        export_text,
-        load_document,
+def sandbox_limits():  # noqa: ANN201 - conversion.sandbox.Limits
+    from conversion.sandbox import Limits
+
+    return Limits(
+        memory_mb=settings.CONVERSION_MAX_MEMORY_MB,
+        cpu_seconds=settings.CONVERSION_MAX_CPU_SECONDS,
     )
 
+
+def run_in_sandbox(job: IngestionJob, call: Callable[[Any], Any]) -> Any:
+    """Run an export or chunking call in the job's conversion process.
+
+    Docling is imported only there, and the same caps apply as to the
+    conversion itself.
+    """
+    from conversion.interface import ConversionError
+    from conversion.sandbox import ProcessCrashed, conversion_process
+
+    try:
+        return call(conversion_process(engine_config_for(job.options_json)))
+    except ProcessCrashed as crash:
+        code = "RESOURCE_LIMIT" if crash.reason in ("memory", "cpu") else "WORKER_CRASHED"
+        raise JobFailure(code, crash.description, crash.details) from crash
+    except ConversionError as exc:
+        raise JobFailure(exc.error_code, exc.message, exc.details) from exc
+
+
+def run_export(job: IngestionJob) -> bool:
     start = time.monotonic()
     source = work_dir(job) / DOCLING_JSON_NAME
     store_artifact(job, Artifact.Kind.DOCLING_JSON, source.read_bytes())
-    exporters = {
-        "markdown": (Artifact.Kind.MARKDOWN, export_markdown),
-        "text": (Artifact.Kind.TEXT, export_text),
-        "doctags": (Artifact.Kind.DOCTAGS, export_doctags),
+    kinds = {
+        "markdown": Artifact.Kind.MARKDOWN,
+        "text": Artifact.Kind.TEXT,
+        "doctags": Artifact.Kind.DOCTAGS,
     }
     requested = job.options_json.get("exports", [])
     if requested:
-        document = load_document(source)
+        limits = sandbox_limits()
+        exports = run_in_sandbox(job, lambda process: process.export(source, requested, limits))
         for name in requested:
-            kind, exporter = exporters[name]
-            store_artifact(job, kind, exporter(document).encode("utf-8"))
+            store_artifact(job, kinds[name], exports[name])
     return complete_stage(job, "export_ms", elapsed_ms_since(start), Stage.CHUNKING)
 
 
 def run_chunking(job: IngestionJob) -> bool:
-    from conversion.docling_engine import chunk, load_document
-
     start = time.monotonic()
     chunking = job.options_json.get("chunking", {})
     strategy = chunking.get("strategy", "none")
     if strategy != "none":
-        document = load_document(work_dir(job) / DOCLING_JSON_NAME)
-        chunks = chunk(
-            document,
-            strategy=strategy,
-            max_tokens=chunking["max_tokens"],
-            merge_peers=chunking["merge_peers"],
-            tokenizer_path=settings.DOCLING_TOKENIZER_PATH,
+        source = work_dir(job) / DOCLING_JSON_NAME
+        limits = sandbox_limits()
+        chunks = run_in_sandbox(
+            job,
+            lambda process: process.chunk(
+                source,
+                limits,
+                strategy=strategy,
+                max_tokens=chunking["max_tokens"],
+                merge_peers=chunking["merge_peers"],
+                tokenizer_path=settings.DOCLING_TOKENIZER_PATH,
+            ),
         )
         data = json.dumps(
             {"strategy": strategy, "chunks": chunks}, ensure_ascii=False, indent=1

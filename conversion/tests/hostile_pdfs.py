@@ -109,7 +109,11 @@ def deflate_bomb(inflated_bytes: int = 4 * 1024**3) -> bytes:
 def write_all(folder: Path) -> dict[str, Path]:
     """Write every hostile PDF into folder; return name -> path."""
     files = {
-        "deflate_bomb.pdf": deflate_bomb(),
+        # Below clamd's MaxFileSize (so it reaches the converter) but far
+        # above a 1 GiB conversion cap.
+        "deflate_bomb.pdf": deflate_bomb(800 * 1024**2),
+        # Past clamd's MaxFileSize, so the scan stops it.
+        "deflate_bomb_large.pdf": deflate_bomb(4 * 1024**3),
         "huge_image.pdf": huge_image(),
         "cyclic_page_tree.pdf": cyclic_page_tree(),
         "many_blank_pages.pdf": many_blank_pages(),

@@ -114,7 +114,7 @@ def test_progress_increases_while_converting(client) -> None:
     while time.monotonic() < deadline:
         state = job_state(client, job_id)
         done = state["progress"]["pages_done"]
-        if state["stage"] == "CONVERTING" and done is not None and (not seen or done != seen[-1]):
+        if state["stage"] == "CONVERTING" and done and (not seen or done != seen[-1]):
             seen.append(done)
             assert state["progress"]["pages_total"] == 18
         if state["status"] == "SUCCEEDED":
