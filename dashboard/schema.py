@@ -54,6 +54,10 @@ class SummarySerializer(serializers.Serializer):
     stages_running = StageCountsSerializer()
     durations_ms = DurationsSerializer()
     recent_failures = FailureSerializer(many=True)
+    crashed_conversions_24h = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Failed jobs per crash code (RESOURCE_LIMIT, WORKER_CRASHED, LOST_WORKER, TIMEOUT) in 24 hours.",
+    )
     throughput = ThroughputSerializer()
 
 

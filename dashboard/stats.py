@@ -115,6 +115,32 @@ def recent_failures(
     ]
 
 
+# Failures where the conversion process or the worker died or was stopped,
+# rather than the document being refused.
+CRASH_ERROR_CODES = ("RESOURCE_LIMIT", "WORKER_CRASHED", "LOST_WORKER", "TIMEOUT")
+
+
+def crashed_conversions(jobs: QuerySet[IngestionJob], now: datetime) -> dict[str, int]:
+    """Count failed jobs per crash error code over the last 24 hours.
+
+    A bad batch of files (memory bombs, PDFs that crash the converter) shows
+    up here at once, apart from ordinary rejections.
+    """
+    rows = (
+        jobs.filter(
+            status=Status.FAILED,
+            error_code__in=CRASH_ERROR_CODES,
+            finished_at__gte=now - DAY,
+        )
+        .order_by()
+        .values("error_code")
+        .annotate(count=Count("id"))
+    )
+    counts = dict.fromkeys(CRASH_ERROR_CODES, 0)
+    counts.update({row["error_code"]: row["count"] for row in rows})
+    return counts
+
+
 def throughput(jobs: QuerySet[IngestionJob], now: datetime) -> dict[str, int]:
     """Count SUCCEEDED jobs and their pages over the last 24 hours and 7 days.
 
@@ -242,5 +268,6 @@ def summary(jobs: QuerySet[IngestionJob], now: datetime) -> dict[str, Any]:
         "stages_running": running_stage_counts(jobs),
         "durations_ms": duration_stats(jobs, now),
         "recent_failures": recent_failures(jobs),
+        "crashed_conversions_24h": crashed_conversions(jobs, now),
         "throughput": throughput(jobs, now),
     }

@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.errors import ServiceError
+from dashboard.stats import CRASH_ERROR_CODES
 
 from .delivery import artifact_response
 from .models import Artifact, Document, IngestionJob, JobEvent
@@ -41,10 +42,30 @@ class JobEventInline(admin.TabularInline):
     readonly_fields = ("timestamp", "level", "message", "payload_json")
 
 
+class CrashedConversionFilter(admin.SimpleListFilter):
+    """Jobs whose conversion process or worker died, to spot a bad batch."""
+
+    title = "crashed conversion"
+    parameter_name = "crashed"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("yes", "Crashed (any code)")] + [(code, code) for code in CRASH_ERROR_CODES]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        if self.value() == "yes":
+            return queryset.filter(status=IngestionJob.Status.FAILED, error_code__in=CRASH_ERROR_CODES)
+        if self.value() in CRASH_ERROR_CODES:
+            return queryset.filter(status=IngestionJob.Status.FAILED, error_code=self.value())
+        return queryset
+
+
 @admin.register(IngestionJob)
 class IngestionJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "tenant", "document", "status", "stage", "duration_ms", "started_at", "finished_at")
-    list_filter = ("status", "stage", "tenant")
+    list_display = (
+        "id", "tenant", "document", "status", "stage", "error_code", "conversion_crashes",
+        "duration_ms", "started_at", "finished_at",
+    )
+    list_filter = ("status", "stage", CrashedConversionFilter, "error_code", "tenant")
     list_select_related = ("tenant", "document")
     raw_id_fields = ("document", "created_by_key", "reused_from")
     readonly_fields = (

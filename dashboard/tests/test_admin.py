@@ -258,3 +258,20 @@ def test_key_change_form_edits_scopes(admin_client_logged_in) -> None:
     assert response.status_code == 302
     issued.api_key.refresh_from_db()
     assert issued.api_key.scopes == ["dashboard:read", "jobs:read"]
+
+
+def test_job_admin_filters_crashed_conversions(admin_client, db) -> None:
+    from accounts.keys import create_api_key
+    from documents.models import Document, IngestionJob
+
+    tenant = create_api_key("crash-admin").api_key.tenant
+    document = Document.objects.create(tenant=tenant, sha256="0" * 64, size_bytes=1)
+    crashed = IngestionJob.objects.create(
+        tenant=tenant, document=document, status=IngestionJob.Status.FAILED, error_code="RESOURCE_LIMIT"
+    )
+    rejected = IngestionJob.objects.create(
+        tenant=tenant, document=document, status=IngestionJob.Status.FAILED, error_code="PDF_CORRUPT"
+    )
+    html = admin_client.get("/admin/documents/ingestionjob/?crashed=yes").content.decode()
+    assert str(crashed.id) in html
+    assert str(rejected.id) not in html

@@ -167,3 +167,25 @@ def test_percentile_rejects_bad_fraction() -> None:
 
 def test_percentile_fallback_empty() -> None:
     assert percentile_by_offset(IngestionJob.objects.all(), "duration_ms", 0.5) is None
+
+
+def test_summary_counts_crashed_conversions_per_code(db) -> None:
+    from django.utils import timezone
+
+    from accounts.keys import create_api_key
+    from conftest import client_for
+    from documents.models import Document, IngestionJob
+
+    issued = create_api_key("crashes", scopes=["dashboard:read"])
+    tenant = issued.api_key.tenant
+    document = Document.objects.create(tenant=tenant, sha256="0" * 64, size_bytes=1)
+    now = timezone.now()
+    for code in ("RESOURCE_LIMIT", "RESOURCE_LIMIT", "WORKER_CRASHED", "PDF_CORRUPT"):
+        IngestionJob.objects.create(
+            tenant=tenant, document=document, status=IngestionJob.Status.FAILED,
+            error_code=code, finished_at=now,
+        )
+    body = client_for(issued.token).get("/v1/dashboard/summary").json()
+    assert body["crashed_conversions_24h"] == {
+        "RESOURCE_LIMIT": 2, "WORKER_CRASHED": 1, "LOST_WORKER": 0, "TIMEOUT": 0,
+    }
