@@ -1,6 +1,7 @@
 """Dependency checks behind /readyz, each returning why it failed."""
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -58,13 +59,32 @@ CHECKS: dict[str, Callable[[], Check]] = {
 }
 
 
+# An absolute path of two or more parts, as it appears in error messages.
+UNIX_SOCKET_URL = re.compile(r"unix://[^\s:'\"]+")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(/[\w.@+-]+){2,}/?")
+
+
+def redact_paths(text: str) -> str:
+    """Replace absolute paths, which /readyz must not show to anyone, with <path>."""
+    text = UNIX_SOCKET_URL.sub("unix://<path>", text)
+    return ABSOLUTE_PATH.sub("<path>", text)
+
+
 def run_checks() -> dict[str, Check]:
-    """Run every check; an exception counts as that check's failure."""
+    """Run every check; an exception counts as that check's failure.
+
+    /readyz needs no key, so the messages it returns have local paths
+    removed; the full message goes to the log.
+    """
     results: dict[str, Check] = {}
     for name, check in CHECKS.items():
         try:
-            results[name] = check()
+            result = check()
         except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
             logger.warning("Readiness check %s failed: %s", name, exc)
-            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        for field in ("error", "detail"):
+            if isinstance(result.get(field), str):
+                result[field] = redact_paths(result[field])
+        results[name] = result
     return results

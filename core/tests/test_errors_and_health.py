@@ -25,3 +25,17 @@ def test_readyz_names_each_check(api_client, settings) -> None:
     assert checks["database"]["ok"] is True
     assert checks["clamd"]["ok"] is False
     assert "unreachable" in checks["clamd"]["error"]
+
+
+def test_readyz_hides_local_paths(api_client, settings) -> None:
+    settings.CLAMD_ADDRESS = "unix:///var/secret/place/clamd.sock"
+    body = api_client.get("/readyz").content.decode()
+    assert "/var/secret/place" not in body
+
+
+def test_redact_paths_keeps_urls_and_words() -> None:
+    from core.readiness import redact_paths
+
+    assert redact_paths("cannot open /srv/data/x.pdf: denied") == "cannot open <path>: denied"
+    assert redact_paths("redis://127.0.0.1:6379/0 refused") == "redis://127.0.0.1:6379/0 refused"
+    assert redact_paths("layout=cdla, ocr=tesseract") == "layout=cdla, ocr=tesseract"
