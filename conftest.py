@@ -213,6 +213,9 @@ def gunicorn_server(
         "DATABASE_URL": test_database_url(),
         "DATA_ROOT": str(data_root),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        # No worker consumes this queue: jobs the server's tests create stay
+        # queued instead of running while the test database is flushed.
+        "CELERY_QUEUE": "gunicorn-tests-unconsumed",
         "CLAMD_ADDRESS": settings.CLAMD_ADDRESS,
     }
     with log_path.open("wb") as log:

@@ -127,7 +127,8 @@ def test_progress_increases_while_converting(client) -> None:
 
 
 def test_cancel_running_job_stops_process(client, data_root: Path) -> None:
-    running_id = upload(client, "ibm_redbook_18p_tables.pdf", {**TEXT_OPTIONS, "force": True})
+    # A long book, so the job is still converting when the cancel arrives.
+    running_id = upload(client, "book_geotopo_117p_german_linearized.pdf", {**TEXT_OPTIONS, "force": True})
     state = wait_for_converting(client, running_id)
     pid = task_process_id(state["celery_task_id"])
     # The one worker process is busy, so this job's first task waits in the queue.
