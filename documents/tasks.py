@@ -12,6 +12,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
+from django.db import OperationalError
 
 from core.engines import engine_config
 from scanning import ScannerUnavailable
@@ -24,6 +25,8 @@ from .pipeline import JobFailure, TaskContext
 logger = logging.getLogger(__name__)
 
 Stage = IngestionJob.Stage
+CLAIM_RETRY_SECONDS = 2
+CLAIM_MAX_RETRIES = 10
 
 
 @worker_process_init.connect
@@ -54,7 +57,13 @@ def _run_stage(
     stage: str,
     work: Callable[[IngestionJob], bool],
 ) -> None:
-    job = pipeline.claim(job_id, stage, _context(task))
+    try:
+        job = pipeline.claim(job_id, stage, _context(task))
+    except OperationalError as exc:
+        # The database was briefly unavailable (SQLite locked by another
+        # process, a PostgreSQL restart): nothing was claimed, so try again.
+        logger.warning("Could not claim job %s for %s: %s; retrying", job_id, stage, exc)
+        raise task.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=CLAIM_MAX_RETRIES)
     if job is None:
         return
     try:

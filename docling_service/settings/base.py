@@ -82,6 +82,18 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{DATA_ROOT / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The first-run SQLite database is shared by Gunicorn, the worker and its
+    # heartbeat threads: WAL lets readers and one writer work together,
+    # IMMEDIATE transactions take the write lock up front instead of failing
+    # on an upgrade, and the timeout waits for the lock instead of raising
+    # "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
