@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import ApiKey
 from core.errors import ServiceError
@@ -68,7 +69,22 @@ def enqueue_stage(job: IngestionJob, stage: str) -> str:
     task = stage_task(stage)
     job_id = str(job.pk)
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    transaction.on_commit(lambda: task.apply_async(args=[job_id], task_id=task_id, queue=queue))
+
+    def publish() -> None:
+        # The job row is already committed, so failing here would tell an
+        # uploading client that nothing was stored when the job exists.
+        # Its heartbeat_at was set above, so the reaper requeues it once
+        # that is JOB_STALE_SECONDS old and the task is nowhere.
+        try:
+            task.apply_async(args=[job_id], task_id=task_id, queue=queue)
+        except OperationalError as exc:
+            logger.error(
+                "Could not send the %s task of job %s to the broker (%s); "
+                "the reaper will requeue the job",
+                stage, job_id, exc,
+            )
+
+    transaction.on_commit(publish)
     return task_id
 
 
