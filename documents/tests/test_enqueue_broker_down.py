@@ -1,4 +1,4 @@
-"""An upload while the broker is down still answers 201; the reaper sends the task later."""
+"""An upload while the broker is down still returns 201; the reaper sends the task later."""
 
 import logging
 
@@ -16,10 +16,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_upload_with_broker_down_keeps_job(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
+    def raise_connection_refused(*args: object, **kwargs: object) -> None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks.scan_pdf_task, "apply_async", refuse)
+    monkeypatch.setattr(tasks.scan_pdf_task, "apply_async", raise_connection_refused)
     client = client_for(create_api_key("acme").token)
     with caplog.at_level(logging.ERROR, logger="documents.jobs"):
         response = client.post(
