@@ -103,7 +103,7 @@ def start_worker(
     queue: str = "docling",
     extra_env: dict[str, str] | None = None,
 ) -> WorkerProcess:
-    """Start a worker consuming `queue` and wait until it answers ping."""
+    """Start a worker consuming `queue` and wait until it replies to ping."""
     import socket
 
     hostname = f"{name}@{socket.gethostname()}"

@@ -9,7 +9,7 @@ process whose model thread pools have run can hang). It loads Docling's
 models once and converts job after job. Before each conversion it sets its
 own soft limits to "what it uses now plus the cap", so the caps apply per
 conversion while the models stay loaded. When a conversion breaks a cap or
-crashes, only that process dies; the pool process sees how (signal, CPU
+crashes, only that process dies; the pool process reads how it died (signal, CPU
 time, peak memory from wait4), reports it, and starts a new one for the
 next job.
 
@@ -171,7 +171,7 @@ class ConversionProcess:
         return status, usage
 
     def _crash_report(self, limits: Limits | None = None) -> ProcessCrashed:
-        """Reap the dead child and say whether a cap or a crash killed it."""
+        """Reap the dead child and report whether a cap or a crash killed it."""
         waited = self._reap()
         if waited is None:
             return ProcessCrashed("crash", "The conversion process ended unexpectedly.", {})

@@ -45,7 +45,7 @@ class RequestIdMiddleware:
 
 
 class JsonExceptionMiddleware:
-    """Answer any exception that escapes a view with a JSON 500, even in DEBUG.
+    """Return a JSON 500 for any exception that escapes a view, even in DEBUG.
 
     DRF views have their own handler; this catches the rest (admin, plain
     Django views) so that no client ever gets an HTML traceback.
@@ -61,7 +61,7 @@ class JsonExceptionMiddleware:
         self, request: HttpRequest, exception: Exception
     ) -> HttpResponse | None:
         if isinstance(exception, (Http404, PermissionDenied, SuspiciousOperation, BadRequest)):
-            # Django's handler404/403/400, set in the root URLconf, answer these.
+            # Django's handler404/403/400, set in the root URLconf, handle these.
             return None
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return json_error(

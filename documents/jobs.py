@@ -1,7 +1,7 @@
 """Job actions: queue a stage, cancel, retry, and reuse an earlier result.
 
 Views, tasks, the reaper and admin actions all go through these functions,
-so a job changes state the same way whoever asks.
+so a job changes state the same way whichever caller requests it.
 """
 
 import hashlib

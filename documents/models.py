@@ -248,7 +248,7 @@ class Artifact(BaseModel):
     size_bytes = models.BigIntegerField()
     content_type = models.CharField(max_length=100)
     # Set when retention deleted the file, or found it missing; the row stays
-    # so that a download answers 410 ARTIFACT_GONE instead of 404.
+    # so that a download returns 410 ARTIFACT_GONE instead of 404.
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BaseModel.Meta):

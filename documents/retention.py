@@ -8,7 +8,7 @@ One run, in this order:
    is deleted after INFECTED_RETENTION_HOURS. The document becomes DELETED.
 2. Artifacts. A file last written longer ago than the tenant's
    `artifact_retention_days` (else ARTIFACT_RETENTION_DAYS) is deleted and
-   its row gets `deleted_at`, so a download answers 410 ARTIFACT_GONE.
+   its row gets `deleted_at`, so a download returns 410 ARTIFACT_GONE.
 3. Rows without files. An artifact whose file is missing gets `deleted_at`;
    a document whose current file is missing becomes DELETED.
 4. Orphans. A file under uploads/ or artifacts/ that no live row points to,

@@ -103,7 +103,7 @@ class DocumentSerializer(serializers.ModelSerializer):
 
 
 class DocumentWithJobSerializer(serializers.Serializer):
-    """The answer to an upload or an ingest: the document and its new job."""
+    """The response to an upload or an ingest: the document and its new job."""
 
     document = DocumentSerializer()
     job = JobSerializer(allow_null=True)

@@ -217,7 +217,7 @@ def accept_upload(
                 )
     except IntegrityError:
         # A concurrent request with the same key won the race; its row
-        # rolled ours back, so remove our file and replay its answer.
+        # rolled ours back, so remove our file and replay its response.
         storage.resolve(storage.quarantine_relpath(api_key.tenant_id, document_id)).unlink(
             missing_ok=True
         )

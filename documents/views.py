@@ -262,7 +262,7 @@ class JobCursorPagination(CursorPagination):
     ordering = "-created_at"
 
     def decode_cursor(self, request: Request) -> Any:
-        # DRF answers a damaged cursor with 404; it is a bad parameter.
+        # DRF returns 404 for a damaged cursor, but it is a bad parameter, so 400.
         try:
             return super().decode_cursor(request)
         except NotFound as exc:
@@ -355,7 +355,7 @@ class JobDetailView(ScopedQuerysetMixin, generics.RetrieveAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         wait = parse_wait_seconds(request.query_params.get("wait"))
         if wait:
-            # get_object() first, so another tenant's id answers 404 at once.
+            # get_object() first, so another tenant's id returns 404 at once.
             services.wait_for_job_end(self.get_object().pk, wait)
         return super().get(request, *args, **kwargs)
 

@@ -74,4 +74,5 @@ def test_download_name_is_safe_for_headers(data_root: Path) -> None:
     assert disposition.startswith("attachment; filename*=utf-8''")
     assert "%C3%9Cn%C3%AFcode" in disposition
     assert '"' not in disposition.split("filename*=", 1)[1]
-    assert "\n" not in disposition and "\r" not in disposition
+    assert "\n" not in disposition
+    assert "\r" not in disposition
